@@ -1,0 +1,275 @@
+"""The ``cpugrpo`` command: parse, build a config, call one library function, print a table or ``--json``.
+
+Thread settings are applied here, before torch is imported, so OpenMP's pool starts at the requested size.
+Errors the user can fix are one line on stderr, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+EXIT_BAD_INPUT = 2
+
+
+class UserError(Exception):
+    pass
+
+
+def _set_thread_env(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _table(rows: list[tuple], header: tuple | None = None) -> str:
+    rows = [tuple(str(c) for c in r) for r in ([header] if header else []) + rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    if header:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------- train
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML file with a [train] table (e.g. profiles/<id>/recommended.toml)")
+    p.add_argument("--model", help="preset (tiny, small, qwen2-0.5b) or a local model directory")
+    p.add_argument("--steps", type=int, help="GRPO steps")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
+    p.add_argument("--batch-size", type=int, help="completions per step (prompts per step x num generations)")
+    p.add_argument("--num-generations", type=int, help="completions per prompt (the GRPO group size)")
+    p.add_argument("--max-completion-length", type=int, help="max new tokens per completion")
+    p.add_argument("--learning-rate", type=float, help="AdamW learning rate")
+    p.add_argument("--temperature", type=float, help="sampling temperature of the rollouts")
+    p.add_argument("--seed", type=int, help="seed for data, sampling and the tiny preset")
+    p.add_argument("--update-precision", help="fp32, bf16-autocast or bf16 (weights in bf16)")
+    p.add_argument("--rollout-precision", help="fp32, bf16 or int8 (dynamic quantization)")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute activations in backward (less memory, more time)")
+    p.add_argument("--beta", type=float, help="KL weight; > 0 adds a reference model")
+    p.add_argument("--ref-precision", help="reference model precision: fp32 or bf16")
+    p.add_argument("--memory-budget", type=float, dest="memory_budget_gb",
+                   help="GB the run may use (default: 80%% of available RAM)")
+    p.add_argument("--adaptive-batch", action=argparse.BooleanOptionalAction, default=None,
+                   help="choose the largest batch whose estimated peak memory fits the budget")
+    p.add_argument("--eval-n", type=int, help="held-out problems evaluated before and after")
+    p.add_argument("--eval-precision", help="precision of the evaluating model: fp32, bf16 or int8")
+    p.add_argument("--data", help="GSM8K-format jsonl file to train on instead of synthetic problems")
+
+
+_TRAIN_KEYS = ("model", "steps", "threads", "batch_size", "num_generations", "max_completion_length",
+               "learning_rate", "temperature", "seed", "update_precision", "rollout_precision",
+               "gradient_checkpointing", "beta", "ref_precision", "memory_budget_gb", "adaptive_batch", "eval_n",
+               "eval_precision", "data")
+
+
+def cmd_train(args) -> dict:
+    from .config import resolve_config
+
+    cfg, origin = resolve_config(args.config, {k: getattr(args, k) for k in _TRAIN_KEYS})
+    cfg.check_machine()
+    if cfg.data:
+        from .data import load_gsm8k_jsonl
+
+        load_gsm8k_jsonl(cfg.data)  # fail fast on a bad file, before any model is built
+    _set_thread_env(cfg.effective_threads)
+    if not args.json:
+        changed = ", ".join(f"{k}={getattr(cfg, k)!r} ({v})" for k, v in origin.items()) or "all defaults"
+        print(f"config: {changed}", file=sys.stderr)
+    from .trainer import train_and_evaluate
+
+    run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.model.strip('/').split('/')[-1]}")
+    return train_and_evaluate(cfg, run_dir, progress=not args.json)
+
+
+def _print_train(m: dict) -> None:
+    s = m["summary"]
+    print(f"run: {m['run_dir']}   model: {m['model']}   threads: {m['effective']['threads']}   "
+          f"batch: {m['effective']['batch_size']} ({m['effective']['prompts_per_step']} prompts x "
+          f"{m['config']['num_generations']})")
+    if m.get("note"):
+        print(f"NOTE: {m['note']}")
+    if s.get("measured_steps"):
+        rows = []
+        for key, label, fmt in (("wall_s", "step (s)", "{:.3f}"), ("rollout_s", "  rollout (s)", "{:.3f}"),
+                                ("scoring_s", "  scoring (s)", "{:.4f}"), ("update_s", "  update (s)", "{:.3f}"),
+                                ("samples_per_s", "samples/s", "{:.2f}"), ("tokens_per_s", "completion tokens/s",
+                                                                          "{:.1f}"),
+                                ("cpu_util", "CPU utilisation", "{:.2f}"), ("peak_rss_mb", "peak RSS (MiB)",
+                                                                           "{:.0f}")):
+            v = s[key]
+            rows.append((label, fmt.format(v["median"]), f"{fmt.format(v['min'])} .. {fmt.format(v['max'])}"))
+        print(_table(rows, ("measured steps: median", f"n={s['measured_steps']}", "min .. max")))
+        w = s["warmup_steps"][0]
+        print(f"warm-up step (excluded): {w['wall_s']:.2f} s; OS peak RSS {s['peak_rss_mb_os']:.0f} MiB")
+    else:
+        w = s["warmup_steps"][0]
+        print(f"only the warm-up step ran: {w['wall_s']:.2f} s (rollout {w['rollout_s']:.2f}, scoring "
+              f"{w['scoring_s']:.3f}, update {w['update_s']:.2f}); samples/s {w['samples_per_s']:.2f}")
+    b, a, c = m["accuracy_before"], m["accuracy_after"], m["accuracy_change"]
+    rows = []
+    for level in list(b["by_difficulty"]) + ["overall"]:
+        x = b["overall"] if level == "overall" else b["by_difficulty"][level]
+        y = a["overall"] if level == "overall" else a["by_difficulty"][level]
+        rows.append((level, f"{x['accuracy']:.1%} [{x['ci95'][0]:.1%}, {x['ci95'][1]:.1%}]",
+                     f"{y['accuracy']:.1%} [{y['ci95'][0]:.1%}, {y['ci95'][1]:.1%}]"))
+    print(_table(rows, ("held-out accuracy", "before (95% CI)", "after (95% CI)")))
+    print(f"change: {c['difference']:+.1%}  95% CI [{c['ci95'][0]:+.1%}, {c['ci95'][1]:+.1%}] ({c['method']})")
+
+
+# -------------------------------------------------------------------------------------------------------- eval
+def cmd_eval(args) -> dict:
+    from .config import ROLLOUT_PRECISIONS, usable_cpus
+
+    if args.precision not in ROLLOUT_PRECISIONS:
+        raise UserError(f"unknown precision {args.precision!r}: use one of {', '.join(ROLLOUT_PRECISIONS)}")
+    if args.n < 3:
+        raise UserError(f"--n must be at least 3, got {args.n}")
+    threads = args.threads or usable_cpus()
+    if not 1 <= threads <= usable_cpus():
+        raise UserError(f"threads {threads} is outside 1..{usable_cpus()} (the usable CPUs): use --threads 1..{usable_cpus()}")
+    from .models import resolve
+
+    resolve(args.model)
+    _set_thread_env(threads)
+    from . import evaluate, models
+    from .trainer import apply_threads
+
+    apply_threads(threads)
+    loaded = models.load(args.model, seed=args.seed, progress=not args.json)
+    r = evaluate.evaluate(loaded.model, loaded.tokenizer, n=args.n, seed=args.seed, precision=args.precision,
+                          progress=not args.json, random_weights=loaded.random_weights,
+                          max_new_tokens=args.max_new_tokens)
+    return {"model": loaded.source, **r.to_dict()}
+
+
+def _print_eval(r: dict) -> None:
+    print(f"model: {r['model']}   precision: {r['precision']}   {r['seconds']:.1f} s")
+    if r.get("note"):
+        print(f"NOTE: {r['note']}")
+    rows = [(k, f"{v['accuracy']:.1%}", f"[{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]", v["n"])
+            for k, v in list(r["by_difficulty"].items()) + [("overall", r["overall"])]]
+    print(_table(rows, ("difficulty", "accuracy", "95% Wilson CI", "n")))
+
+
+# ----------------------------------------------------------------------------------------------- rollout-bench
+def cmd_rollout_bench(args) -> dict:
+    from .config import usable_cpus
+    from .rollout import PRECISIONS
+
+    precisions = tuple(args.precisions.split(","))
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise UserError(f"unknown precision {bad[0]!r}: use some of {','.join(PRECISIONS)}")
+    threads = args.threads or usable_cpus()
+    if not 1 <= threads <= usable_cpus():
+        raise UserError(f"threads {threads} is outside 1..{usable_cpus()} (the usable CPUs)")
+    if args.batch_size < 1 or args.new_tokens < 1 or args.repeats < 1:
+        raise UserError("--batch-size, --new-tokens and --repeats must be at least 1")
+    from .models import resolve
+
+    resolve(args.model)
+    _set_thread_env(threads)
+    from . import models
+    from .rollout import bench_decode
+    from .trainer import apply_threads
+
+    effective = apply_threads(threads)
+    loaded = models.load(args.model, progress=not args.json)
+    r = bench_decode(loaded.model, loaded.tokenizer, precisions, args.batch_size, args.new_tokens, args.repeats,
+                     progress=not args.json)
+    return {"model": loaded.source, "threads": effective, **r}
+
+
+def _print_rollout_bench(r: dict) -> None:
+    print(f"model: {r['model']}   threads: {r['threads']}   batch {r['batch_size']} x {r['new_tokens']} new tokens, "
+          f"{r['repeats']} interleaved repeats")
+    rows = [(p, f"{a['decode_s']['median']:.3f}", f"{a['decode_s']['min']:.3f} .. {a['decode_s']['max']:.3f}",
+             f"{a['tokens_per_s']:.0f}", f"{a['refresh_s']:.3f}", f"{a.get('speedup_vs_fp32', float('nan')):.2f}x")
+            for p, a in r["arms"].items()]
+    print(_table(rows, ("rollout precision", "decode s (median)", "min .. max", "tokens/s", "refresh s",
+                        "vs fp32")))
+
+
+# -------------------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpugrpo", description="GRPO on CPU: train, measure, tune, report")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train with GRPO and evaluate before/after")
+    _add_train_flags(p)
+    p.add_argument("--run-dir", help="where to write the run (default runs/<time>-<model>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=cmd_train, show=_print_train)
+
+    p = sub.add_parser("eval", help="held-out accuracy per difficulty with 95%% intervals")
+    p.add_argument("--model", default="tiny", help="preset or a model/run directory")
+    p.add_argument("--n", type=int, default=600, help="number of held-out problems (balanced over difficulties)")
+    p.add_argument("--precision", default="fp32", help="fp32, bf16 or int8")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out problem set")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="generation limit per answer")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_eval, show=_print_eval)
+
+    p = sub.add_parser("rollout-bench", help="decode speed of fp32 / bf16 / int8 rollout snapshots, interleaved")
+    p.add_argument("--model", default="small", help="preset or model directory")
+    p.add_argument("--precisions", default="fp32,bf16,int8", help="comma-separated rollout precisions")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences decoded together")
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens generated per sequence (forced)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per precision")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_rollout_bench, show=_print_rollout_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    from .config import ConfigError
+    from .data import DataError
+    from .models import ModelError
+
+    try:
+        if getattr(args, "model", None) and args.command == "eval":
+            args.model = _run_model_dir(args.model)
+        result = args.func(args)
+    except (UserError, ConfigError, DataError, ModelError) as e:
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        print(f"cpugrpo {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"cpugrpo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        args.show(result)
+    return 0
+
+
+def _run_model_dir(spec: str) -> str:
+    """A run directory (from `cpugrpo train`) holds its model under model/: accept either."""
+    if os.path.isdir(spec) and not os.path.exists(os.path.join(spec, "config.json")) and \
+            os.path.exists(os.path.join(spec, "model", "config.json")):
+        return os.path.join(spec, "model")
+    return spec
+
+
+if __name__ == "__main__":
+    sys.exit(main())

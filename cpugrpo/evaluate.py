@@ -1,0 +1,151 @@
+"""Exact-match accuracy on held-out problems, per difficulty and overall, with 95% Wilson intervals.
+
+Greedy decoding, a fixed problem set (``data.mixed(n, "test", seed)``), and a selectable precision for the model
+that answers (fp32, bf16 weights, or int8 dynamic quantization: the same snapshots the rollout uses). Comparing two
+evaluations of the same problems uses a paired interval (Newcombe's method 10), since both see identical questions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+Z95 = 1.959963984540054
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval for k successes in n trials.
+
+    >>> [round(x, 4) for x in wilson(5, 10)]
+    [0.2366, 0.7634]
+    >>> wilson(0, 0)
+    (0.0, 1.0)
+    """
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference(before: list[bool], after: list[bool], z: float = Z95) -> tuple[float, float, float]:
+    """Difference in accuracy (after - before) on the same items, with Newcombe's (1998) method-10 interval.
+
+    >>> d, lo, hi = paired_difference([True, False] * 50, [True, True] * 50)
+    >>> round(d, 2), lo > 0
+    (0.5, True)
+    """
+    n = len(before)
+    if n == 0 or n != len(after):
+        raise ValueError("paired_difference needs two equal, non-empty lists")
+    a = sum(b and c for b, c in zip(before, after))
+    b = sum(x and not y for x, y in zip(before, after))
+    c = sum(y and not x for x, y in zip(before, after))
+    d = n - a - b - c
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n, z)
+    l2, u2 = wilson(a + c, n, z)
+    denom = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(denom) if denom else 0.0
+    diff = p2 - p1
+    lo = diff - math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
+    hi = diff + math.sqrt(max(0.0, (u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2))
+    return diff, max(-1.0, lo), min(1.0, hi)
+
+
+@dataclass
+class Accuracy:
+    correct: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.value, "correct": self.correct, "n": self.n, "ci95": [self.low, self.high]}
+
+
+@dataclass
+class EvalResult:
+    overall: Accuracy
+    by_difficulty: dict[str, Accuracy]
+    precision: str
+    seconds: float
+    per_item: list[bool] = field(repr=False, default_factory=list)
+    samples: list[dict] = field(repr=False, default_factory=list)
+    random_weights: bool = False
+
+    def to_dict(self) -> dict:
+        out = {"overall": self.overall.to_dict(),
+               "by_difficulty": {k: v.to_dict() for k, v in self.by_difficulty.items()},
+               "precision": self.precision, "seconds": round(self.seconds, 2)}
+        if self.random_weights:
+            out["note"] = "random-weight preset: accuracy is not meaningful"
+        return out
+
+
+def _accuracy(flags: list[bool]) -> Accuracy:
+    k, n = sum(flags), len(flags)
+    return Accuracy(k, n, *wilson(k, n))
+
+
+def evaluate(model, tokenizer, n: int = 600, seed: int = 0, precision: str = "fp32", batch_size: int = 64,
+             max_new_tokens: int = 64, problems=None, progress: bool = True, random_weights: bool = False,
+             keep_samples: int = 0) -> EvalResult:
+    """Greedy exact-match accuracy on ``n`` held-out problems (balanced over difficulties)."""
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from . import data, rollout
+    from .models import prompt_text
+    from .rewards import correctness_reward
+
+    problems = problems if problems is not None else data.mixed(n, "test", seed)
+    answerer = rollout.RolloutModel(model, precision)
+    answerer.refresh()
+    t0 = time.perf_counter()
+    flags: list[bool] = []
+    samples: list[dict] = []
+    was_training = model.training
+    model.eval()
+    bar = tqdm(range(0, len(problems), batch_size), desc=f"eval ({precision})", disable=not progress, leave=False)
+    for start in bar:
+        chunk = problems[start:start + batch_size]
+        enc = tokenizer([prompt_text(tokenizer, p.question) for p in chunk], return_tensors="pt", padding=True,
+                        add_special_tokens=False, padding_side="left")
+        with torch.no_grad():
+            out = answerer.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                    do_sample=False, max_new_tokens=max_new_tokens,
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        rewards = correctness_reward(texts, answer=[p.answer for p in chunk])
+        flags += [r == 1.0 for r in rewards]
+        if len(samples) < keep_samples:
+            samples += [{"question": p.question, "completion": t, "gold": p.answer}
+                        for p, t in zip(chunk, texts)][:keep_samples - len(samples)]
+    if was_training:
+        model.train()
+    by = {}
+    for level in data.DIFFICULTIES:
+        level_flags = [f for f, p in zip(flags, problems) if p.difficulty == level]
+        if level_flags:
+            by[level] = _accuracy(level_flags)
+    return EvalResult(_accuracy(flags), by, precision, time.perf_counter() - t0, flags, samples, random_weights)
+
+
+def summary_rows(result: EvalResult) -> list[tuple[str, str, str]]:
+    rows = [(k, f"{v.value:6.1%}", f"[{v.low:.1%}, {v.high:.1%}]  n={v.n}") for k, v in result.by_difficulty.items()]
+    o = result.overall
+    rows.append(("overall", f"{o.value:6.1%}", f"[{o.low:.1%}, {o.high:.1%}]  n={o.n}"))
+    return rows
+
+
+def as_dict(x) -> dict:
+    return asdict(x)

@@ -1,0 +1,82 @@
+import json
+import math
+
+import pytest
+import torch
+
+from cpugrpo import models, rollout, trainer
+from cpugrpo.config import TrainConfig
+
+
+def length_reward(completions, **kwargs):
+    """A reward with variance inside every group, so a random model still gets non-zero advantages."""
+    return [len(c) / 10.0 for c in completions]
+
+
+def _cfg(tiny_dir, **kw):
+    base = dict(model=str(tiny_dir), steps=2, batch_size=8, num_generations=4, max_completion_length=12,
+                eval_n=6, learning_rate=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("kw", [{}, {"rollout_precision": "int8"}, {"rollout_precision": "bf16",
+                                                                       "gradient_checkpointing": True}])
+def test_two_steps_change_every_parameter(tiny_dir, tmp_path, kw):
+    loaded = models.load(str(tiny_dir))
+    before = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
+    steps = trainer.run_grpo(_cfg(tiny_dir, **kw), loaded.model, loaded.tokenizer, tmp_path, progress=False,
+                             reward_funcs=[length_reward])
+    assert len(steps) == 2
+    for s in steps:
+        assert math.isfinite(s.metrics["loss"])
+        assert s.completions == 8 and s.completion_tokens > 0
+        assert s.wall_s >= s.rollout_s + s.scoring_s > 0
+        assert s.peak_rss_mb > 0
+    unchanged = [n for n, p in loaded.model.named_parameters() if torch.equal(before[n], p.detach())]
+    assert not unchanged
+
+
+def test_reference_model_and_bf16_weights(tiny_dir, tmp_path):
+    loaded = models.load(str(tiny_dir))
+    steps = trainer.run_grpo(_cfg(tiny_dir, beta=0.1, ref_precision="bf16", update_precision="bf16"),
+                             loaded.model, loaded.tokenizer, tmp_path, progress=False, reward_funcs=[length_reward])
+    assert "kl" in steps[-1].metrics and math.isfinite(steps[-1].metrics["kl"])
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+
+
+def test_rollout_snapshots_follow_the_policy(tiny_dir):
+    model = models.load(str(tiny_dir)).model
+    fp32 = rollout.RolloutModel(model, "fp32")
+    bf16 = rollout.RolloutModel(model, "bf16")
+    int8 = rollout.RolloutModel(model, "int8")
+    for r in (fp32, bf16, int8):
+        r.refresh()
+    # fp32 shares the policy's tensors (no copy); bf16 holds a cast copy; int8 quantizes every Linear but lm_head
+    assert fp32.model.model.embed_tokens.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    kinds = {type(m).__name__ for m in int8.model.modules()}
+    assert "Linear" in kinds and any("Quantized" in k or k == "Linear" for k in kinds)
+    assert isinstance(int8.model.lm_head, torch.nn.Linear)  # tied head stays float
+    assert type(int8.model.model.layers[0].mlp.up_proj).__module__.startswith("torch.ao.nn.quantized")
+    assert type(model.model.layers[0].mlp.up_proj) is torch.nn.Linear  # the policy itself untouched
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight.add_(1.0)
+    bf16.refresh()
+    assert torch.allclose(bf16.model.model.layers[0].mlp.up_proj.weight.float(),
+                          model.model.layers[0].mlp.up_proj.weight, atol=0.05, rtol=0.01)
+
+
+def test_train_and_evaluate_writes_a_reloadable_run(tiny_dir, tmp_path):
+    from cpugrpo import evaluate
+
+    m = trainer.train_and_evaluate(_cfg(tiny_dir, eval_n=9), tmp_path / "run", progress=False)
+    assert m["summary"]["measured_steps"] == 1
+    for k in ("samples_per_s", "tokens_per_s", "rollout_s", "scoring_s", "update_s", "peak_rss_mb"):
+        assert m["summary"][k]["median"] > 0
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["accuracy_after"] == m["accuracy_after"]
+    assert (tmp_path / "run" / "config.toml").exists()
+    again = models.load(str(tmp_path / "run" / "model"))
+    r = evaluate.evaluate(again.model, again.tokenizer, n=9, progress=False, max_new_tokens=12)
+    assert r.overall.correct == m["accuracy_after"]["overall"]["correct"]
