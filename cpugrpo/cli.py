@@ -86,6 +86,9 @@ def cmd_train(args) -> dict:
         from .data import load_gsm8k_jsonl
 
         load_gsm8k_jsonl(cfg.data)  # fail fast on a bad file, before any model is built
+    from .memory import fit_batch, shape_of
+
+    cfg = fit_batch(cfg, shape_of(cfg.model))  # unknown model, or a batch that cannot fit: refused here
     _set_thread_env(cfg.effective_threads)
     if not args.json:
         changed = ", ".join(f"{k}={getattr(cfg, k)!r} ({v})" for k, v in origin.items()) or "all defaults"
@@ -166,6 +169,110 @@ def _print_eval(r: dict) -> None:
     print(_table(rows, ("difficulty", "accuracy", "95% Wilson CI", "n")))
 
 
+# ------------------------------------------------------------------------------------------- detect and probe
+def _apply_isa_cap(cap: str | None) -> None:
+    """Capability caps must be in the environment before torch is imported (ATen reads its cap at import)."""
+    if not cap:
+        return
+    from .hardware import ISA_CAPS
+
+    if cap not in ISA_CAPS:
+        raise UserError(f"unknown ISA cap {cap!r}: use one of {', '.join(ISA_CAPS)}")
+    os.environ["ONEDNN_MAX_CPU_ISA"] = ISA_CAPS[cap]["onednn"]
+    os.environ["ATEN_CPU_CAPABILITY"] = ISA_CAPS[cap]["aten"]
+
+
+def cmd_detect(args) -> dict:
+    _apply_isa_cap(args.isa_cap)
+    from . import hardware
+
+    profile = hardware.detect()
+    out = profile.to_dict()
+    if args.save:
+        from .store import atomic_write_json
+
+        path = os.path.join(args.profiles_dir, profile.machine_id, "hardware.json")
+        atomic_write_json(path, out)
+        out["saved"] = path
+        out["asv_machine"] = register_asv_machine(profile)
+    return out
+
+
+def register_asv_machine(profile) -> str:
+    """Record the machine for asv (~/.asv-machine.json) under the cpugrpo machine id, so `asv run` asks nothing.
+    Uses asv's own MachineCollection, which, unlike `asv machine`, needs no asv.conf.json in the cwd."""
+    import platform
+
+    from asv.machine import MachineCollection
+
+    info = {"machine": profile.machine_id, "os": f"{platform.system()} {platform.release()}", "arch": profile.arch,
+            "cpu": profile.model_name, "num_cpu": str(profile.n_usable),
+            "ram": str(int((profile.ram_total_gb or 0) * 2**20))}
+    MachineCollection.save(profile.machine_id, info)
+    return profile.machine_id
+
+
+def _print_detect(d: dict) -> None:
+    t = d.get("torch", {})
+    rows = [("machine id", d["machine_id"]), ("model", d["model_name"]),
+            ("vendor / microarch", f"{d['vendor']} / {d['microarch']} (family {d['family']}, model {d['model']}, "
+                                   f"stepping {d['stepping']})"),
+            ("ISA class", d["isa_class"]), ("features", " ".join(d["features"]) or "-"),
+            ("cores", f"{d['physical_cores']} physical, {d['logical_cpus']} logical, {d['threads_per_core']} "
+                      f"thread(s)/core, {d['sockets']} socket(s)"),
+            ("usable CPUs", f"{d['n_usable']} {d['usable_cpus']}  cgroup quota: {d['cgroup_cpu_quota'] or 'none'}"),
+            ("NUMA", ", ".join(f"node{k}: {v}" for k, v in d["numa_nodes"].items()) or "-"),
+            ("caches", f"L1d {d['l1d_kb']} KiB, L2 {d['l2_kb']} KiB, L3 {d['l3_kb']} KiB"),
+            ("RAM", f"{d['ram_total_gb']} GiB total, {d['ram_available_gb']} GiB available, cgroup limit "
+                    f"{d['cgroup_memory_limit_gb'] or 'none'}"),
+            ("hypervisor / governor", f"{d['hypervisor'] or 'none'} / {d['governor'] or 'unreadable'}"),
+            ("torch", f"{t.get('version')} capability {t.get('cpu_capability')}, MKL {t.get('mkl')}, oneDNN "
+                      f"{t.get('onednn')}, {t.get('openmp')}"),
+            ("env", " ".join(f"{k}={v}" for k, v in d["env"].items()) or "-"),
+            ("emulated", json.dumps(d["emulated"]) if d["emulated"] else "no")]
+    print(_table(rows))
+    if d.get("saved"):
+        print(f"saved {d['saved']}; asv machine '{d['asv_machine']}' recorded")
+
+
+def cmd_probe(args) -> dict:
+    from .config import usable_cpus
+
+    _apply_isa_cap(args.isa_cap)
+    n = usable_cpus()
+    threads = sorted({int(x) for x in args.threads.split(",")}) if args.threads else list(range(1, n + 1))
+    if not threads or threads[0] < 1 or threads[-1] > n:
+        raise UserError(f"--threads must be within 1..{n} (the usable CPUs)")
+    if args.repeats < 1 or args.n < 16:
+        raise UserError("--repeats must be >= 1 and --n >= 16")
+    _set_thread_env(threads[-1])
+    from . import hardware, probes
+    from .store import atomic_write_json
+
+    profile = hardware.detect()
+    out = {"machine_id": profile.machine_id, **probes.run_probes(threads, args.n, args.repeats, args.bw_mb,
+                                                                 progress=not args.json)}
+    path = os.path.join(args.profiles_dir, profile.machine_id, "probes.json")
+    atomic_write_json(path, out)
+    out["saved"] = path
+    return out
+
+
+def _print_probe(d: dict) -> None:
+    print(f"machine {d['machine_id']}   GEMM n={d['n']}, {d['repeats']} repeats   oneDNN bf16 kernel: "
+          f"{d['effective']['bf16_matmul']}")
+    rows = []
+    for r in d["results"]:
+        if "unsupported" in r:
+            rows.append((r["probe"], r["threads"], "unsupported", "", r["unsupported"][:60]))
+            continue
+        s, unit = (r["gflops"], "GFLOP/s") if "gflops" in r else (r["gbps"], "GB/s")
+        rows.append((r["probe"], r["threads"], f"{s['median']:.1f} {unit}", f"{s['min']:.1f} .. {s['max']:.1f}",
+                     f"{s['rel_spread']:.1%}"))
+    print(_table(rows, ("probe", "threads", "median", "min .. max", "spread")))
+    print(f"saved {d['saved']}")
+
+
 # ----------------------------------------------------------------------------------------------- rollout-bench
 def cmd_rollout_bench(args) -> dict:
     from .config import usable_cpus
@@ -225,6 +332,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=48, help="generation limit per answer")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_eval, show=_print_eval)
+
+    p = sub.add_parser("detect", help="hardware profile of this machine")
+    p.add_argument("--save", action="store_true", help="write profiles/<id>/hardware.json and record the asv machine")
+    p.add_argument("--isa-cap", help="emulate a lesser ISA: avx2, avx512, avx512_core_bf16")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles are saved")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_detect, show=_print_detect)
+
+    p = sub.add_parser("probe", help="roofline microbenchmarks: GEMM fp32/bf16/int8 and memory bandwidth")
+    p.add_argument("--threads", help="comma-separated thread counts (default 1..usable CPUs)")
+    p.add_argument("--n", type=int, default=1024, help="GEMM size (n x n x n)")
+    p.add_argument("--repeats", type=int, default=5, help="samples per measurement")
+    p.add_argument("--bw-mb", type=int, default=256, help="MiB copied by the bandwidth probe")
+    p.add_argument("--isa-cap", help="emulate a lesser ISA: avx2, avx512, avx512_core_bf16")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles are saved")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_probe, show=_print_probe)
 
     p = sub.add_parser("rollout-bench", help="decode speed of fp32 / bf16 / int8 rollout snapshots, interleaved")
     p.add_argument("--model", default="small", help="preset or model directory")

@@ -309,7 +309,7 @@ def parse_torch_config(show: str) -> dict:
     out = {}
     m = re.search(r"Intel\(R\) (?:oneAPI )?Math Kernel Library Version ([\d.]+)", show or "")
     out["mkl"] = m.group(1) if m else ("yes" if "USE_MKL=ON" in (show or "") else None)
-    m = re.search(r"oneDNN v([\d.]+)", show or "")
+    m = re.search(r"(?:oneDNN|MKL-DNN) v([\d.]+)", show or "")
     out["onednn"] = m.group(1) if m else None
     m = re.search(r"OpenMP (\d+)", show or "")
     out["openmp"] = f"OpenMP {m.group(1)}" if m else None

@@ -95,7 +95,7 @@ def cache_dir() -> Path:
 def build_tokenizer(corpus: list[str], vocab_size: int = TOKENIZER_VOCAB, split_digits: bool = SPLIT_DIGITS):
     """A byte-level BPE tokenizer trained on ``corpus``, with a chat template. ``split_digits`` makes every digit its
     own token; otherwise BPE merges frequent numbers (all of 0..99 in our corpus) into single tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -103,7 +103,11 @@ def build_tokenizer(corpus: list[str], vocab_size: int = TOKENIZER_VOCAB, split_
         tok.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
     else:
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        # Digit runs are isolated first, so a number is the same token wherever it stands (" 22" in a question,
+        # "22" at the start of a worked line): copying an operand is then a plain copy of one token.
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(r"\d+"), behavior="isolated"),
+             pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -149,11 +153,13 @@ def arithmetic_drills(problems) -> list[str]:
 
 
 def warm_start(model, tokenizer, problems, steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-               progress: bool = True, drill_every: int = 2, drill_batch: int = 128) -> list[float]:
+               progress: bool = True, pattern: str = "wd", drill_batch: int = 128) -> list[float]:
     """Supervised pass on worked solutions (loss on the answer tokens only). Returns the loss per step.
 
-    Every ``drill_every``-th step is instead a batch of bare equation lines ("12 + 7 = 19", loss on the result):
-    ~10 tokens each against ~50 for a word problem, so the arithmetic facts are learned far more cheaply."""
+    ``pattern`` cycles the kind of each step: ``w`` a batch of word problems (one difficulty at a time), ``d`` a
+    batch of bare equation lines ("12 + 7 = 19", loss on the result: ~5 tokens against ~50, so the arithmetic facts
+    are learned far more cheaply), ``c`` a batch of copy drills ("Repeat: 17 4 22" -> "17 4 22"), which train the
+    copy circuit that moving operands from question to worked line needs."""
     import torch
     from tqdm.auto import tqdm
 
@@ -167,8 +173,14 @@ def warm_start(model, tokenizer, problems, steps: int, batch_size: int = 32, lr:
         prompt = tokenizer(prompt_text(tokenizer, p.question), add_special_tokens=False)["input_ids"]
         target = tokenizer(p.solution + eos, add_special_tokens=False)["input_ids"]
         pools.setdefault(p.difficulty, []).append((prompt, target))
-    levels = sorted(pools)
-    if drill_every:
+    levels = sorted(pools)  # the word-problem levels (drill pools are added below)
+    if "c" in pattern:  # "Repeat: 17 4 22" -> "17 4 22": trains the copy (induction) circuit on short sequences
+        for _ in range(20000):
+            nums = " ".join(str(rng.randint(0, 48)) for _ in range(rng.randint(2, 5)))
+            pools.setdefault("copy", []).append((
+                tokenizer(prompt_text(tokenizer, f"Repeat: {nums}"), add_special_tokens=False)["input_ids"],
+                tokenizer(nums + eos, add_special_tokens=False)["input_ids"]))
+    if "d" in pattern:
         for line in arithmetic_drills(problems):
             lhs, rhs = line.split("=")
             pools.setdefault("drill", []).append((tokenizer(lhs + "=", add_special_tokens=False)["input_ids"],
@@ -182,10 +194,14 @@ def warm_start(model, tokenizer, problems, steps: int, batch_size: int = 32, lr:
     orders: dict[str, list[int]] = {k: [] for k in levels}
     bar = tqdm(range(steps), desc="warm start (supervised)", disable=not progress, leave=False)
     for step in bar:
-        if drill_every and step % drill_every == drill_every - 1:
+        kind = pattern[step % len(pattern)]
+        if kind == "c":
+            level, size = "copy", drill_batch
+        elif kind == "d":
             level, size = "drill", drill_batch
         else:
-            level, size = levels[(step // max(1, drill_every) if drill_every else step) % len(levels)], batch_size
+            n_word = step // len(pattern) * pattern.count("w") + pattern[:step % len(pattern)].count("w")
+            level, size = levels[n_word % len(levels)], batch_size
         examples, order = pools[level], orders.setdefault(level, [])
         while len(order) < size:
             order += rng.sample(range(len(examples)), len(examples))

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from cpugrpo import curriculum, data, models
+
+
+class Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = torch.nn.Linear(3, 2)
+        self.unused = torch.nn.Parameter(torch.ones(4))
+
+
+def test_penalty_zero_at_anchor_positive_after_a_step_and_gradient_matches():
+    m = Toy()
+    params = dict(m.named_parameters())
+    fisher = {n: torch.rand_like(p) + 0.1 for n, p in params.items()}
+    anchor = {n: p.detach().clone() for n, p in params.items()}
+    lam = 3.0
+    assert float(curriculum.ewc_penalty(params, fisher, anchor, lam)) == 0.0
+    with torch.no_grad():
+        m.a.weight.add_(0.1)
+    pen = curriculum.ewc_penalty(dict(m.named_parameters()), fisher, anchor, lam)
+    assert float(pen) > 0
+    pen.backward()
+    for n, p in m.named_parameters():  # d/dθ λ Σ F (θ-θ*)^2 = 2 λ F (θ-θ*)
+        expected = 2 * lam * fisher[n] * (p.detach() - anchor[n])
+        assert torch.allclose(p.grad, expected, atol=1e-6), n
+
+
+def test_fisher_non_negative_and_zero_without_gradient(tiny_dir):
+    loaded = models.load(str(tiny_dir))
+    frozen = "model.layers.1.mlp.down_proj.weight"
+    dict(loaded.model.named_parameters())[frozen].requires_grad_(False)
+    extra = torch.nn.Parameter(torch.zeros(3))  # a parameter the loss never touches
+    loaded.model.register_parameter("never_used", extra)
+    f = curriculum.fisher_diagonal(loaded.model, loaded.tokenizer, data.generate(4, "basic"), 4)
+    assert all((v >= 0).all() for v in f.values())
+    assert frozen not in f
+    assert torch.count_nonzero(f["never_used"]) == 0
+    assert torch.count_nonzero(f["model.embed_tokens.weight"]) > 0
+
+
+def test_consolidate_sums_fisher_and_moves_anchor():
+    m = Toy()
+    f1 = {n: torch.ones_like(p) for n, p in m.named_parameters()}
+    e1 = curriculum.consolidate(None, m, f1, 1.0)
+    with torch.no_grad():
+        m.a.bias.add_(1.0)
+    e2 = curriculum.consolidate(e1, m, f1, 1.0, "bf16")
+    assert torch.equal(e2.fisher["a.bias"].float(), torch.full((2,), 2.0))
+    assert torch.allclose(e2.anchor["a.bias"].float(), m.a.bias.detach(), atol=1e-2)
+    assert e2.nbytes == sum(2 * p.numel() * 2 for p in m.parameters())
+
+
+@pytest.mark.parametrize("stages,lam,needle", [
+    ({"basic": 0, "intermediate": 0, "advanced": 0}, 1.0, "zero steps"),
+    ({"basic": 5}, -1.0, "lambda must be >= 0"),
+    ({"expert": 5}, 1.0, "unknown stage 'expert'"),
+])
+def test_bad_curriculum(stages, lam, needle):
+    with pytest.raises(curriculum.CurriculumError, match=needle):
+        curriculum.check_stages(stages, lam)
+
+
+def test_penalty_enters_the_training_loss(tiny_dir, tmp_path):
+    from cpugrpo import trainer
+    from cpugrpo.config import TrainConfig
+
+    from .test_trainer import length_reward
+
+    loaded = models.load(str(tiny_dir))
+    m = loaded.model
+    fisher = {n: torch.ones_like(p) for n, p in m.named_parameters()}
+    anchor = {n: p.detach().clone() + 0.5 for n, p in m.named_parameters()}  # far from θ: large penalty
+    ewc = curriculum.EWC(1.0, fisher, anchor)
+    cfg = TrainConfig(model=str(tiny_dir), steps=2, batch_size=8, num_generations=4, max_completion_length=8,
+                      learning_rate=1e-2)
+    before = float(ewc(m))
+    steps = trainer.run_grpo(cfg, m, loaded.tokenizer, tmp_path, progress=False, extra_loss=ewc,
+                             reward_funcs=[length_reward])
+    assert steps[0].metrics["extra_loss"] == pytest.approx(before, rel=1e-4)
+    assert float(ewc(m)) < before  # the optimizer pulled θ towards θ*: the penalty reached the gradient

@@ -1,0 +1,42 @@
+import subprocess
+import sys
+
+from cpugrpo import effective, probes
+
+VERBOSE = """onednn_verbose,v1,info,oneDNN v3.12.0 (commit x)
+onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions
+onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx512_core_amx,undef,src:bf16::blocked:ab::f0,,64x256:256x256,0.1
+onednn_verbose,v1,primitive,exec,cpu,inner_product,brgemm:avx2,forward_training,src:f32,,mb64ic256oc256,0.2
+"""
+
+
+def test_parse_onednn_verbose():
+    p = effective.parse_onednn_verbose(VERBOSE)
+    assert p["max_isa"].startswith("Intel AVX-512")
+    assert [k["isa_class"] for k in p["kernels"]] == ["amx", "avx2"]
+
+
+def test_compare_flags_differences():
+    assert effective.compare({"threads": 2}, {"torch_threads": 2, "affinity": [0, 1]}) == []
+    flags = effective.compare({"isa_cap": "avx2"}, {"bf16_isa_class": "amx", "bf16_matmul": "brg:amx"})
+    assert flags and "avx2" in flags[0]
+
+
+def test_effective_settings_in_this_process():
+    e = effective.effective_settings()
+    assert e["torch_threads"] >= 1 and e["bf16_matmul"] and e["allocator"]
+
+
+def test_isa_cap_takes_effect_in_a_child_process():
+    code = "from cpugrpo import effective; e = effective.effective_settings(); print(e['bf16_isa_class'])"
+    env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "avx2"
+
+
+def test_probes_small():
+    r = probes.run_probes([1], n=64, repeats=2, bw_mb=4, progress=False)
+    kinds = {row["probe"] for row in r["results"]}
+    assert kinds == {"fp32", "bf16", "int8", "bandwidth"}
+    assert probes.peak(r, "fp32") > 0 and probes.peak(r, "bandwidth") > 0
