@@ -28,6 +28,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights" bars; ours stay
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -167,6 +168,74 @@ def _print_eval(r: dict) -> None:
     rows = [(k, f"{v['accuracy']:.1%}", f"[{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]", v["n"])
             for k, v in list(r["by_difficulty"].items()) + [("overall", r["overall"])]]
     print(_table(rows, ("difficulty", "accuracy", "95% Wilson CI", "n")))
+
+
+# -------------------------------------------------------------------------------------------------- curriculum
+def _parse_stage_steps(text: str) -> dict[str, int]:
+    from .curriculum import STAGES, CurriculumError
+
+    out = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise CurriculumError(f"--stage-steps entry {part!r} is not name=steps: use e.g. basic=20,advanced=20")
+        if name.strip() not in STAGES:
+            raise CurriculumError(f"unknown stage {name.strip()!r}: stages are {', '.join(STAGES)}")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise CurriculumError(f"steps for stage {name.strip()!r} must be an integer, got {value!r}") from None
+    return out
+
+
+def cmd_curriculum(args) -> dict:
+    from .config import resolve_config
+    from .curriculum import CurriculumError, check_stages
+
+    stages = _parse_stage_steps(args.stage_steps)
+    try:
+        lams = [float(x) for x in args.compare_lambda.split(",")]
+    except ValueError:
+        raise CurriculumError(f"--compare-lambda must be numbers like 0,50, got {args.compare_lambda!r}") from None
+    for lam in lams:
+        check_stages(stages, lam)
+    cfg, _ = resolve_config(args.config, {k: getattr(args, k, None) for k in _TRAIN_KEYS})
+    cfg.check_machine()
+    from .memory import fit_batch, shape_of
+
+    cfg = fit_batch(cfg, shape_of(cfg.model))
+    _set_thread_env(cfg.effective_threads)
+    from . import models
+    from .curriculum import run_curriculum
+    from .trainer import apply_threads
+
+    apply_threads(cfg.effective_threads)
+    run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-curriculum")
+    studies = []
+    t0 = time.perf_counter()
+    for lam in lams:  # every arm starts from a fresh load of the same starting model
+        loaded = models.load(cfg.model, seed=cfg.seed, progress=not args.json)
+        studies.append(run_curriculum(cfg, stages, lam, os.path.join(run_dir, f"lambda-{lam:g}"),
+                                      fisher_dtype=args.fisher_precision, progress=not args.json, loaded=loaded))
+    out = {"stage_steps": stages, "studies": studies, "seconds": time.perf_counter() - t0, "run_dir": run_dir,
+           "config": cfg.to_dict()}
+    from .store import atomic_write_json
+
+    atomic_write_json(os.path.join(run_dir, "curriculum.json"), out)
+    return out
+
+
+def _print_curriculum(r: dict) -> None:
+    print(f"curriculum {r['stage_steps']}   {r['seconds']:.0f} s   run: {r['run_dir']}")
+    for st in r["studies"]:
+        rows = []
+        for h in st["history"]:
+            cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]" for v in h["by_difficulty"].values()]
+            rows.append((f"after {h['stage']}", *cells))
+        levels = list(st["history"][0]["by_difficulty"])
+        print(f"\nlambda = {st['lambda']:g}   (Fisher/anchor memory: "
+              f"{max((s['ewc_bytes'] for s in st['stages']), default=0) / 2**20:.1f} MiB, {st['fisher_dtype']})")
+        print(_table(rows, ("", *levels)))
 
 
 # ------------------------------------------------------------------------------------------- detect and probe
@@ -333,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_eval, show=_print_eval)
 
+    p = sub.add_parser("curriculum", help="3-stage curriculum with EWC; compare lambdas from the same start")
+    _add_train_flags(p)
+    p.add_argument("--stage-steps", default="basic=20,intermediate=20,advanced=20",
+                   help="GRPO steps per stage, e.g. basic=20,intermediate=20,advanced=20")
+    p.add_argument("--compare-lambda", default="0,1000", help="comma-separated EWC lambdas to run (0 = no EWC)")
+    p.add_argument("--fisher-precision", default="fp32", choices=("fp32", "bf16"),
+                   help="storage precision of the Fisher and anchor")
+    p.add_argument("--run-dir", help="where to write the study (default runs/<time>-curriculum)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=cmd_curriculum, show=_print_curriculum)
+
     p = sub.add_parser("detect", help="hardware profile of this machine")
     p.add_argument("--save", action="store_true", help="write profiles/<id>/hardware.json and record the asv machine")
     p.add_argument("--isa-cap", help="emulate a lesser ISA: avx2, avx512, avx512_core_bf16")
@@ -366,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     from .config import ConfigError
+    from .curriculum import CurriculumError
     from .data import DataError
     from .models import ModelError
 
@@ -373,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "model", None) and args.command == "eval":
             args.model = _run_model_dir(args.model)
         result = args.func(args)
-    except (UserError, ConfigError, DataError, ModelError) as e:
+    except (UserError, ConfigError, DataError, ModelError, CurriculumError) as e:
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         print(f"cpugrpo {args.command}: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT

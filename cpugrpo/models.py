@@ -74,7 +74,8 @@ class Preset:
 
 
 PRESETS = {
-    "tiny": Preset("tiny", 256, 6, 4, 2, 704, None, True, False),
+    # Shallow and wide: small transformers leave the copy (induction) plateau sooner with fewer layers.
+    "tiny": Preset("tiny", 384, 3, 6, 2, 1024, None, True, False),
     "small": Preset("small", 512, 12, 8, 2, 1536, None, True, True),
     # Qwen2-0.5B-Instruct's config.json, with its vocabulary; our tokenizer uses only the first ids.
     "qwen2-0.5b": Preset("qwen2-0.5b", 896, 24, 14, 2, 4864, 151936, True, True, 32768, 1000000.0),
@@ -152,14 +153,21 @@ def arithmetic_drills(problems) -> list[str]:
     return sorted({line for p in problems for line in p.solution.splitlines()[:-1]})
 
 
-def warm_start(model, tokenizer, problems, steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-               progress: bool = True, pattern: str = "wd", drill_batch: int = 128) -> list[float]:
+def warm_start(model, tokenizer, problems, schedule: list[tuple[str, int]], batch_size: int = 32, lr: float = 2e-3,
+               seed: int = 0, progress: bool = True, drill_batch: int = 64) -> list[float]:
     """Supervised pass on worked solutions (loss on the answer tokens only). Returns the loss per step.
 
-    ``pattern`` cycles the kind of each step: ``w`` a batch of word problems (one difficulty at a time), ``d`` a
+    ``schedule`` is a list of phases (pattern, steps); within a phase the pattern cycles the kind of each step: ``w`` a batch of word problems (one difficulty at a time), ``d`` a
     batch of bare equation lines ("12 + 7 = 19", loss on the result: ~5 tokens against ~50, so the arithmetic facts
     are learned far more cheaply), ``c`` a batch of copy drills ("Repeat: 17 4 22" -> "17 4 22"), which train the
-    copy circuit that moving operands from question to worked line needs."""
+    copy circuit that moving operands from question to worked line needs).
+
+    Why a copy phase first: multi-token copying needs an induction circuit, and small transformers sit on a loss
+    plateau until it forms (docs/LOG.md: a 6-layer model was still on it after 300 copy steps; a 2-layer one left
+    it at ~250). Short copy sequences reach that transition far more cheaply than word problems do."""
+    pattern = "".join(p for p, _ in schedule)
+    steps = sum(n for _, n in schedule)
+    kinds = "".join(p[i % len(p)] for p, n in schedule for i in range(n))
     import torch
     from tqdm.auto import tqdm
 
@@ -176,7 +184,7 @@ def warm_start(model, tokenizer, problems, steps: int, batch_size: int = 32, lr:
     levels = sorted(pools)  # the word-problem levels (drill pools are added below)
     if "c" in pattern:  # "Repeat: 17 4 22" -> "17 4 22": trains the copy (induction) circuit on short sequences
         for _ in range(20000):
-            nums = " ".join(str(rng.randint(0, 48)) for _ in range(rng.randint(2, 5)))
+            nums = " ".join(str(rng.randint(0, 30)) for _ in range(rng.randint(2, 5)))
             pools.setdefault("copy", []).append((
                 tokenizer(prompt_text(tokenizer, f"Repeat: {nums}"), add_special_tokens=False)["input_ids"],
                 tokenizer(nums + eos, add_special_tokens=False)["input_ids"]))
@@ -194,14 +202,13 @@ def warm_start(model, tokenizer, problems, steps: int, batch_size: int = 32, lr:
     orders: dict[str, list[int]] = {k: [] for k in levels}
     bar = tqdm(range(steps), desc="warm start (supervised)", disable=not progress, leave=False)
     for step in bar:
-        kind = pattern[step % len(pattern)]
+        kind = kinds[step]
         if kind == "c":
             level, size = "copy", drill_batch
         elif kind == "d":
             level, size = "drill", drill_batch
         else:
-            n_word = step // len(pattern) * pattern.count("w") + pattern[:step % len(pattern)].count("w")
-            level, size = levels[n_word % len(levels)], batch_size
+            level, size = levels[kinds[:step].count("w") % len(levels)], batch_size
         examples, order = pools[level], orders.setdefault(level, [])
         while len(order) < size:
             order += rng.sample(range(len(examples)), len(examples))
@@ -228,31 +235,34 @@ def warm_start(model, tokenizer, problems, steps: int, batch_size: int = 32, lr:
     return losses
 
 
-TINY_WARM_STEPS = 900
+TINY_WARM_SCHEDULE = [("c", 400), ("wwdc", 1000)]
+TINY_WARM_STEPS = sum(n for _, n in TINY_WARM_SCHEDULE)
 TINY_WARM_BATCH = 16
 TINY_WARM_LR = 2e-3
 
 
 def _tiny_key(seed: int) -> str:
-    h = hashlib.sha256(json.dumps([BUILD_VERSION, PRESETS["tiny"].__dict__, TOKENIZER_VOCAB, TINY_WARM_STEPS,
+    h = hashlib.sha256(json.dumps([BUILD_VERSION, PRESETS["tiny"].__dict__, TOKENIZER_VOCAB, TINY_WARM_SCHEDULE,
                                    TINY_WARM_BATCH, TINY_WARM_LR, seed]).encode()).hexdigest()[:10]
     return f"tiny-v{BUILD_VERSION}-seed{seed}-{h}"
 
 
-def build_tiny(out_dir: Path, seed: int = 0, steps: int = TINY_WARM_STEPS, progress: bool = True,
+def build_tiny(out_dir: Path, seed: int = 0, schedule=None, progress: bool = True,
                batch_size: int = TINY_WARM_BATCH, lr: float = TINY_WARM_LR) -> dict:
     """Train the tokenizer, build the tiny Qwen2 and warm-start it; save to ``out_dir``. Returns build facts."""
     from . import data
 
     t0 = time.perf_counter()
-    tokenizer = build_tokenizer(_corpus(seed))
+    tokenizer = local_tokenizer(seed)
     model = _random_model(PRESETS["tiny"], tokenizer, seed)
     problems = data.mixed(12000, "train", seed + 1)
-    losses = warm_start(model, tokenizer, problems, steps, batch_size=batch_size, lr=lr, seed=seed,
+    schedule = schedule or TINY_WARM_SCHEDULE
+    losses = warm_start(model, tokenizer, problems, schedule, batch_size=batch_size, lr=lr, seed=seed,
                         progress=progress)
+    steps = sum(n for _, n in schedule)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    facts = {"preset": "tiny", "seed": seed, "warm_start_steps": steps, "final_loss": sum(losses[-20:]) / 20,
+    facts = {"preset": "tiny", "seed": seed, "warm_start_steps": steps, "schedule": schedule, "final_loss": sum(losses[-20:]) / 20,
              "build_seconds": round(time.perf_counter() - t0, 1), "n_params": model.num_parameters()}
     (out_dir / "cpugrpo_build.json").write_text(json.dumps(facts, indent=2))
     return facts
@@ -290,11 +300,29 @@ def ensure_tiny(seed: int = 0, progress: bool = True) -> Path:
     return final
 
 
+def _tokenizer_key(seed: int) -> str:
+    h = hashlib.sha256(json.dumps([BUILD_VERSION, TOKENIZER_VOCAB, SPLIT_DIGITS, CHAT_TEMPLATE, seed]).encode())
+    return f"tokenizer-v{BUILD_VERSION}-seed{seed}-{h.hexdigest()[:10]}"
+
+
 def local_tokenizer(seed: int = 0):
-    """The tokenizer the random-weight presets use: the tiny preset's (trained here, cached)."""
+    """The locally trained tokenizer (seconds to build, cached on its own): the tiny preset's, and the one the
+    random-weight presets use."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(ensure_tiny(seed))
+    final = cache_dir() / "models" / _tokenizer_key(seed)
+    if not (final / "tokenizer.json").exists():
+        with _lock(final.with_suffix(".lock")):
+            if not (final / "tokenizer.json").exists():
+                tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+                try:
+                    build_tokenizer(_corpus(seed)).save_pretrained(tmp)
+                    if final.exists():
+                        shutil.rmtree(final)
+                    tmp.rename(final)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+    return AutoTokenizer.from_pretrained(final)
 
 
 @dataclass

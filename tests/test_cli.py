@@ -66,3 +66,27 @@ def test_eval_json_on_a_saved_directory(tiny_dir):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["overall"]["n"] == 6 and set(out["by_difficulty"]) == {"basic", "intermediate", "advanced"}
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--stage-steps", "basic=0,intermediate=0,advanced=0"], "zero steps in every stage"),
+    (["--compare-lambda", "0,-5"], "lambda must be >= 0"),
+    (["--stage-steps", "expert=3"], "unknown stage 'expert'"),
+    (["--stage-steps", "basic"], "is not name=steps"),
+])
+def test_curriculum_bad_input(args, needle):
+    assert_one_line_error(run("curriculum", *args), needle)
+
+
+def test_detect_json_and_taskset():
+    import shutil
+
+    p = run("detect", "--json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["n_usable"] == usable_cpus() and d["machine_id"] and d["torch"]["version"]
+    if shutil.which("taskset") and usable_cpus() > 1:
+        one = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "cpugrpo.cli", "detect", "--json"],
+                             capture_output=True, text=True, timeout=120)
+        d1 = json.loads(one.stdout)
+        assert d1["n_usable"] == 1 and d1["machine_id"] != d["machine_id"]
