@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from . import tables
+
 EXIT_BAD_INPUT = 2
 
 
@@ -34,15 +36,6 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
-def _table(rows: list[tuple], header: tuple | None = None) -> str:
-    rows = [tuple(str(c) for c in r) for r in ([header] if header else []) + rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    if header:
-        lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------------- train
@@ -100,41 +93,6 @@ def cmd_train(args) -> dict:
     return train_and_evaluate(cfg, run_dir, progress=not args.json)
 
 
-def _print_train(m: dict) -> None:
-    s = m["summary"]
-    print(f"run: {m['run_dir']}   model: {m['model']}   threads: {m['effective']['threads']}   "
-          f"batch: {m['effective']['batch_size']} ({m['effective']['prompts_per_step']} prompts x "
-          f"{m['config']['num_generations']})")
-    if m.get("note"):
-        print(f"NOTE: {m['note']}")
-    if s.get("measured_steps"):
-        rows = []
-        for key, label, fmt in (("wall_s", "step (s)", "{:.3f}"), ("rollout_s", "  rollout (s)", "{:.3f}"),
-                                ("scoring_s", "  scoring (s)", "{:.4f}"), ("update_s", "  update (s)", "{:.3f}"),
-                                ("samples_per_s", "samples/s", "{:.2f}"), ("tokens_per_s", "completion tokens/s",
-                                                                          "{:.1f}"),
-                                ("cpu_util", "CPU utilisation", "{:.2f}"), ("peak_rss_mb", "peak RSS (MiB)",
-                                                                           "{:.0f}")):
-            v = s[key]
-            rows.append((label, fmt.format(v["median"]), f"{fmt.format(v['min'])} .. {fmt.format(v['max'])}"))
-        print(_table(rows, ("measured steps: median", f"n={s['measured_steps']}", "min .. max")))
-        w = s["warmup_steps"][0]
-        print(f"warm-up step (excluded): {w['wall_s']:.2f} s; OS peak RSS {s['peak_rss_mb_os']:.0f} MiB")
-    else:
-        w = s["warmup_steps"][0]
-        print(f"only the warm-up step ran: {w['wall_s']:.2f} s (rollout {w['rollout_s']:.2f}, scoring "
-              f"{w['scoring_s']:.3f}, update {w['update_s']:.2f}); samples/s {w['samples_per_s']:.2f}")
-    b, a, c = m["accuracy_before"], m["accuracy_after"], m["accuracy_change"]
-    rows = []
-    for level in list(b["by_difficulty"]) + ["overall"]:
-        x = b["overall"] if level == "overall" else b["by_difficulty"][level]
-        y = a["overall"] if level == "overall" else a["by_difficulty"][level]
-        rows.append((level, f"{x['accuracy']:.1%} [{x['ci95'][0]:.1%}, {x['ci95'][1]:.1%}]",
-                     f"{y['accuracy']:.1%} [{y['ci95'][0]:.1%}, {y['ci95'][1]:.1%}]"))
-    print(_table(rows, ("held-out accuracy", "before (95% CI)", "after (95% CI)")))
-    print(f"change: {c['difference']:+.1%}  95% CI [{c['ci95'][0]:+.1%}, {c['ci95'][1]:+.1%}] ({c['method']})")
-
-
 # -------------------------------------------------------------------------------------------------------- eval
 def cmd_eval(args) -> dict:
     from .config import ROLLOUT_PRECISIONS, usable_cpus
@@ -159,15 +117,6 @@ def cmd_eval(args) -> dict:
                           progress=not args.json, random_weights=loaded.random_weights,
                           max_new_tokens=args.max_new_tokens)
     return {"model": loaded.source, **r.to_dict()}
-
-
-def _print_eval(r: dict) -> None:
-    print(f"model: {r['model']}   precision: {r['precision']}   {r['seconds']:.1f} s")
-    if r.get("note"):
-        print(f"NOTE: {r['note']}")
-    rows = [(k, f"{v['accuracy']:.1%}", f"[{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]", v["n"])
-            for k, v in list(r["by_difficulty"].items()) + [("overall", r["overall"])]]
-    print(_table(rows, ("difficulty", "accuracy", "95% Wilson CI", "n")))
 
 
 # -------------------------------------------------------------------------------------------------- curriculum
@@ -225,19 +174,6 @@ def cmd_curriculum(args) -> dict:
     return out
 
 
-def _print_curriculum(r: dict) -> None:
-    print(f"curriculum {r['stage_steps']}   {r['seconds']:.0f} s   run: {r['run_dir']}")
-    for st in r["studies"]:
-        rows = []
-        for h in st["history"]:
-            cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]" for v in h["by_difficulty"].values()]
-            rows.append((f"after {h['stage']}", *cells))
-        levels = list(st["history"][0]["by_difficulty"])
-        print(f"\nlambda = {st['lambda']:g}   (Fisher/anchor memory: "
-              f"{max((s['ewc_bytes'] for s in st['stages']), default=0) / 2**20:.1f} MiB, {st['fisher_dtype']})")
-        print(_table(rows, ("", *levels)))
-
-
 # ------------------------------------------------------------------------------------------- detect and probe
 def _apply_isa_cap(cap: str | None) -> None:
     """Capability caps must be in the environment before torch is imported (ATen reads its cap at import)."""
@@ -281,29 +217,6 @@ def register_asv_machine(profile) -> str:
     return profile.machine_id
 
 
-def _print_detect(d: dict) -> None:
-    t = d.get("torch", {})
-    rows = [("machine id", d["machine_id"]), ("model", d["model_name"]),
-            ("vendor / microarch", f"{d['vendor']} / {d['microarch']} (family {d['family']}, model {d['model']}, "
-                                   f"stepping {d['stepping']})"),
-            ("ISA class", d["isa_class"]), ("features", " ".join(d["features"]) or "-"),
-            ("cores", f"{d['physical_cores']} physical, {d['logical_cpus']} logical, {d['threads_per_core']} "
-                      f"thread(s)/core, {d['sockets']} socket(s)"),
-            ("usable CPUs", f"{d['n_usable']} {d['usable_cpus']}  cgroup quota: {d['cgroup_cpu_quota'] or 'none'}"),
-            ("NUMA", ", ".join(f"node{k}: {v}" for k, v in d["numa_nodes"].items()) or "-"),
-            ("caches", f"L1d {d['l1d_kb']} KiB, L2 {d['l2_kb']} KiB, L3 {d['l3_kb']} KiB"),
-            ("RAM", f"{d['ram_total_gb']} GiB total, {d['ram_available_gb']} GiB available, cgroup limit "
-                    f"{d['cgroup_memory_limit_gb'] or 'none'}"),
-            ("hypervisor / governor", f"{d['hypervisor'] or 'none'} / {d['governor'] or 'unreadable'}"),
-            ("torch", f"{t.get('version')} capability {t.get('cpu_capability')}, MKL {t.get('mkl')}, oneDNN "
-                      f"{t.get('onednn')}, {t.get('openmp')}"),
-            ("env", " ".join(f"{k}={v}" for k, v in d["env"].items()) or "-"),
-            ("emulated", json.dumps(d["emulated"]) if d["emulated"] else "no")]
-    print(_table(rows))
-    if d.get("saved"):
-        print(f"saved {d['saved']}; asv machine '{d['asv_machine']}' recorded")
-
-
 def cmd_probe(args) -> dict:
     from .config import usable_cpus
 
@@ -325,21 +238,6 @@ def cmd_probe(args) -> dict:
     atomic_write_json(path, out)
     out["saved"] = path
     return out
-
-
-def _print_probe(d: dict) -> None:
-    print(f"machine {d['machine_id']}   GEMM n={d['n']}, {d['repeats']} repeats   oneDNN bf16 kernel: "
-          f"{d['effective']['bf16_matmul']}")
-    rows = []
-    for r in d["results"]:
-        if "unsupported" in r:
-            rows.append((r["probe"], r["threads"], "unsupported", "", r["unsupported"][:60]))
-            continue
-        s, unit = (r["gflops"], "GFLOP/s") if "gflops" in r else (r["gbps"], "GB/s")
-        rows.append((r["probe"], r["threads"], f"{s['median']:.1f} {unit}", f"{s['min']:.1f} .. {s['max']:.1f}",
-                     f"{s['rel_spread']:.1%}"))
-    print(_table(rows, ("probe", "threads", "median", "min .. max", "spread")))
-    print(f"saved {d['saved']}")
 
 
 # ----------------------------------------------------------------------------------------------- rollout-bench
@@ -371,16 +269,6 @@ def cmd_rollout_bench(args) -> dict:
     return {"model": loaded.source, "threads": effective, **r}
 
 
-def _print_rollout_bench(r: dict) -> None:
-    print(f"model: {r['model']}   threads: {r['threads']}   batch {r['batch_size']} x {r['new_tokens']} new tokens, "
-          f"{r['repeats']} interleaved repeats")
-    rows = [(p, f"{a['decode_s']['median']:.3f}", f"{a['decode_s']['min']:.3f} .. {a['decode_s']['max']:.3f}",
-             f"{a['tokens_per_s']:.0f}", f"{a['refresh_s']:.3f}", f"{a.get('speedup_vs_fp32', float('nan')):.2f}x")
-            for p, a in r["arms"].items()]
-    print(_table(rows, ("rollout precision", "decode s (median)", "min .. max", "tokens/s", "refresh s",
-                        "vs fp32")))
-
-
 # -------------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpugrpo", description="GRPO on CPU: train, measure, tune, report")
@@ -390,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p)
     p.add_argument("--run-dir", help="where to write the run (default runs/<time>-<model>)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.set_defaults(func=cmd_train, show=_print_train)
+    p.set_defaults(func=cmd_train, show=tables.show_train)
 
     p = sub.add_parser("eval", help="held-out accuracy per difficulty with 95%% intervals")
     p.add_argument("--model", default="tiny", help="preset or a model/run directory")
@@ -400,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
     p.add_argument("--max-new-tokens", type=int, default=48, help="generation limit per answer")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.set_defaults(func=cmd_eval, show=_print_eval)
+    p.set_defaults(func=cmd_eval, show=tables.show_eval)
 
     p = sub.add_parser("curriculum", help="3-stage curriculum with EWC; compare lambdas from the same start")
     _add_train_flags(p)
@@ -411,14 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="storage precision of the Fisher and anchor")
     p.add_argument("--run-dir", help="where to write the study (default runs/<time>-curriculum)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.set_defaults(func=cmd_curriculum, show=_print_curriculum)
+    p.set_defaults(func=cmd_curriculum, show=tables.show_curriculum)
 
     p = sub.add_parser("detect", help="hardware profile of this machine")
     p.add_argument("--save", action="store_true", help="write profiles/<id>/hardware.json and record the asv machine")
     p.add_argument("--isa-cap", help="emulate a lesser ISA: avx2, avx512, avx512_core_bf16")
     p.add_argument("--profiles-dir", default="profiles", help="where profiles are saved")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.set_defaults(func=cmd_detect, show=_print_detect)
+    p.set_defaults(func=cmd_detect, show=tables.show_detect)
 
     p = sub.add_parser("probe", help="roofline microbenchmarks: GEMM fp32/bf16/int8 and memory bandwidth")
     p.add_argument("--threads", help="comma-separated thread counts (default 1..usable CPUs)")
@@ -428,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isa-cap", help="emulate a lesser ISA: avx2, avx512, avx512_core_bf16")
     p.add_argument("--profiles-dir", default="profiles", help="where profiles are saved")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.set_defaults(func=cmd_probe, show=_print_probe)
+    p.set_defaults(func=cmd_probe, show=tables.show_probe)
 
     p = sub.add_parser("rollout-bench", help="decode speed of fp32 / bf16 / int8 rollout snapshots, interleaved")
     p.add_argument("--model", default="small", help="preset or model directory")
@@ -438,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per precision")
     p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.set_defaults(func=cmd_rollout_bench, show=_print_rollout_bench)
+    p.set_defaults(func=cmd_rollout_bench, show=tables.show_rollout_bench)
     return parser
 
 

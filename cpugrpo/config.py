@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 UPDATE_PRECISIONS = ("fp32", "bf16-autocast", "bf16")

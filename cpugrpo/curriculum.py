@@ -137,7 +137,7 @@ def run_curriculum(cfg, steps_per_stage: dict[str, int], lam: float, run_dir, fi
     history = [{"stage": "start", **evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw).to_dict()}]
     ewc: EWC | None = None
     log = []
-    for i, stage in enumerate(s for s in STAGES if steps_per_stage.get(s, 0) > 0):
+    for stage in (s for s in STAGES if steps_per_stage.get(s, 0) > 0):
         scfg = cfg.replace(steps=steps_per_stage[stage], difficulties=(stage,))
         extra = ewc if (ewc is not None and lam > 0) else None
         t0 = time.perf_counter()

@@ -75,7 +75,7 @@ class Preset:
 
 PRESETS = {
     # Shallow and wide: small transformers leave the copy (induction) plateau sooner with fewer layers.
-    "tiny": Preset("tiny", 384, 3, 6, 2, 1024, None, True, False),
+    "tiny": Preset("tiny", 512, 2, 8, 2, 1408, None, True, False),
     "small": Preset("small", 512, 12, 8, 2, 1536, None, True, True),
     # Qwen2-0.5B-Instruct's config.json, with its vocabulary; our tokenizer uses only the first ids.
     "qwen2-0.5b": Preset("qwen2-0.5b", 896, 24, 14, 2, 4864, 151936, True, True, 32768, 1000000.0),
@@ -235,15 +235,16 @@ def warm_start(model, tokenizer, problems, schedule: list[tuple[str, int]], batc
     return losses
 
 
-TINY_WARM_SCHEDULE = [("c", 400), ("wwdc", 1000)]
+TINY_WARM_SCHEDULE = [("c", 250), ("wdd", 1050)]
 TINY_WARM_STEPS = sum(n for _, n in TINY_WARM_SCHEDULE)
 TINY_WARM_BATCH = 16
-TINY_WARM_LR = 2e-3
+TINY_WARM_LR = 1e-3
+TINY_DRILL_BATCH = 128
 
 
 def _tiny_key(seed: int) -> str:
     h = hashlib.sha256(json.dumps([BUILD_VERSION, PRESETS["tiny"].__dict__, TOKENIZER_VOCAB, TINY_WARM_SCHEDULE,
-                                   TINY_WARM_BATCH, TINY_WARM_LR, seed]).encode()).hexdigest()[:10]
+                                   TINY_WARM_BATCH, TINY_WARM_LR, TINY_DRILL_BATCH, seed]).encode()).hexdigest()[:10]
     return f"tiny-v{BUILD_VERSION}-seed{seed}-{h}"
 
 
@@ -258,7 +259,7 @@ def build_tiny(out_dir: Path, seed: int = 0, schedule=None, progress: bool = Tru
     problems = data.mixed(12000, "train", seed + 1)
     schedule = schedule or TINY_WARM_SCHEDULE
     losses = warm_start(model, tokenizer, problems, schedule, batch_size=batch_size, lr=lr, seed=seed,
-                        progress=progress)
+                        progress=progress, drill_batch=TINY_DRILL_BATCH)
     steps = sum(n for _, n in schedule)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
