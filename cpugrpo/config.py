@@ -38,13 +38,13 @@ def _nearest_multiples(n: int, k: int) -> str:
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "tiny"
-    steps: int = 60
+    steps: int = 150
     threads: int | None = None          # None: every usable CPU
     batch_size: int = 64                # completions per step = prompts per step x num_generations
     num_generations: int = 8
     max_completion_length: int = 48
-    learning_rate: float = 1e-5
-    temperature: float = 0.8
+    learning_rate: float = 3e-5
+    temperature: float = 1.0
     seed: int = 0
     update_precision: str = "fp32"
     rollout_precision: str = "fp32"

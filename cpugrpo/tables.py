@@ -21,6 +21,11 @@ def show_train(m: dict) -> None:
           f"{m['config']['num_generations']})")
     if m.get("note"):
         print(f"NOTE: {m['note']}")
+    e = m["effective"]
+    print(f"effective: torch threads {e.get('torch_threads')}, ATen {e.get('cpu_capability')}, oneDNN bf16 kernel "
+          f"{e.get('bf16_matmul')}, {e.get('allocator')}")
+    for flag in e.get("flags", []):
+        print(f"WARNING: setting did not take effect: {flag}")
     if s.get("measured_steps"):
         rows = []
         for key, label, fmt in (("wall_s", "step (s)", "{:.3f}"), ("rollout_s", "  rollout (s)", "{:.3f}"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -266,6 +267,12 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
     steps = run_grpo(cfg, loaded.model, loaded.tokenizer, run_dir / "trl", progress)
     train_s = time.perf_counter() - t1
     after = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw)
+    from .effective import compare, effective_settings
+
+    effective = effective_settings()
+    requested = {"threads": cfg.effective_threads}
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        requested["isa_cap"] = os.environ["ONEDNN_MAX_CPU_ISA"].lower()
     diff, lo, hi = evaluate.paired_difference(before.per_item, after.per_item)
 
     model_dir = run_dir / "model"
@@ -279,7 +286,8 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
         "random_weights": loaded.random_weights,
         "config": cfg.to_dict(),
         "effective": {"threads": effective_threads, "batch_size": cfg.batch_size,
-                      "prompts_per_step": cfg.prompts_per_step},
+                      "prompts_per_step": cfg.prompts_per_step, **effective,
+                      "flags": compare(requested, effective)},
         "accuracy_before": before.to_dict(),
         "accuracy_after": after.to_dict(),
         "accuracy_change": {"difference": diff, "ci95": [lo, hi], "method": "paired, Newcombe method 10"},

@@ -1,0 +1,50 @@
+"""Roofline probes as asv track_ benchmarks, so hardware drift shows next to the training numbers."""
+
+import os
+
+
+def _usable():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class GEMM:
+    params = (["fp32", "bf16", "int8"], [1, 2])
+    param_names = ["dtype", "threads"]
+    timeout = 120
+
+    def setup(self, dtype, threads):
+        import torch
+
+        if threads > _usable():
+            raise NotImplementedError(f"{threads} threads > {_usable()} usable CPUs")
+        torch.set_num_threads(threads)
+
+    def track_gflops(self, dtype, threads):
+        from cpugrpo import probes
+
+        r = probes.gemm(dtype, 512, 3)
+        if "unsupported" in r:
+            raise NotImplementedError(r["unsupported"])
+        return r["gflops"]["median"]
+
+    track_gflops.unit = "GFLOP/s"
+
+
+class Bandwidth:
+    params = [1, 2]
+    param_names = ["threads"]
+    timeout = 120
+
+    def setup(self, threads):
+        import torch
+
+        if threads > _usable():
+            raise NotImplementedError(f"{threads} threads > {_usable()} usable CPUs")
+        torch.set_num_threads(threads)
+
+    def track_copy_gbps(self, threads):
+        from cpugrpo import probes
+
+        return probes.bandwidth(128, 3)["gbps"]["median"]
+
+    track_copy_gbps.unit = "GB/s"
