@@ -69,7 +69,7 @@ def show_curriculum(r: dict) -> None:
         rows = []
         for h in st["history"]:
             cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]" for v in h["by_difficulty"].values()]
-            rows.append((f"after {h['stage']}", *cells))
+            rows.append(("start" if h["stage"] == "start" else f"after {h['stage']}", *cells))
         levels = list(st["history"][0]["by_difficulty"])
         print(f"\nlambda = {st['lambda']:g}   (Fisher/anchor memory: "
               f"{max((s['ewc_bytes'] for s in st['stages']), default=0) / 2**20:.1f} MiB, {st['fisher_dtype']})")
