@@ -292,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("curriculum", help="3-stage curriculum with EWC; compare lambdas from the same start")
     _add_train_flags(p)
-    p.add_argument("--stage-steps", default="basic=20,intermediate=20,advanced=20",
+    p.add_argument("--stage-steps", default="basic=30,intermediate=30,advanced=30",
                    help="GRPO steps per stage, e.g. basic=20,intermediate=20,advanced=20")
-    p.add_argument("--compare-lambda", default="0,1000", help="comma-separated EWC lambdas to run (0 = no EWC)")
+    p.add_argument("--compare-lambda", default="0,5", help="comma-separated EWC lambdas to run (0 = no EWC)")
     p.add_argument("--fisher-precision", default="fp32", choices=("fp32", "bf16"),
                    help="storage precision of the Fisher and anchor")
     p.add_argument("--run-dir", help="where to write the study (default runs/<time>-curriculum)")

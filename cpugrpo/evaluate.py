@@ -8,7 +8,7 @@ evaluations of the same problems uses a paired interval (Newcombe's method 10), 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 Z95 = 1.959963984540054
 
@@ -138,14 +138,3 @@ def evaluate(model, tokenizer, n: int = 600, seed: int = 0, precision: str = "fp
         if level_flags:
             by[level] = _accuracy(level_flags)
     return EvalResult(_accuracy(flags), by, precision, time.perf_counter() - t0, flags, samples, random_weights)
-
-
-def summary_rows(result: EvalResult) -> list[tuple[str, str, str]]:
-    rows = [(k, f"{v.value:6.1%}", f"[{v.low:.1%}, {v.high:.1%}]  n={v.n}") for k, v in result.by_difficulty.items()]
-    o = result.overall
-    rows.append(("overall", f"{o.value:6.1%}", f"[{o.low:.1%}, {o.high:.1%}]  n={o.n}"))
-    return rows
-
-
-def as_dict(x) -> dict:
-    return asdict(x)

@@ -187,8 +187,6 @@ def parse_cpuinfo(text: str) -> dict:
     if physical:
         out["physical_cores"] = len(physical)
         out["sockets"] = len({p.get("physical id") for p in cpus})
-    if "cpu mhz" in first:
-        pass
     if "cache size" in first:
         out["l3_kb_hint"] = parse_size_kb(first["cache size"])
     return out
