@@ -26,6 +26,17 @@ def _set_thread_env(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
+def _threads(requested: int | None) -> int:
+    """The thread count to use: the request, or every usable CPU; outside 1..usable is a UserError."""
+    from .config import usable_cpus
+
+    n = usable_cpus()
+    threads = requested or n
+    if not 1 <= threads <= n:
+        raise UserError(f"threads {threads} is outside 1..{n} (the usable CPUs): use --threads 1..{n}")
+    return threads
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -95,15 +106,13 @@ def cmd_train(args) -> dict:
 
 # -------------------------------------------------------------------------------------------------------- eval
 def cmd_eval(args) -> dict:
-    from .config import ROLLOUT_PRECISIONS, usable_cpus
+    from .config import ROLLOUT_PRECISIONS
 
     if args.precision not in ROLLOUT_PRECISIONS:
         raise UserError(f"unknown precision {args.precision!r}: use one of {', '.join(ROLLOUT_PRECISIONS)}")
     if args.n < 3:
         raise UserError(f"--n must be at least 3, got {args.n}")
-    threads = args.threads or usable_cpus()
-    if not 1 <= threads <= usable_cpus():
-        raise UserError(f"threads {threads} is outside 1..{usable_cpus()} (the usable CPUs): use --threads 1..{usable_cpus()}")
+    threads = _threads(args.threads)
     from .models import resolve
 
     resolve(args.model)
@@ -242,16 +251,13 @@ def cmd_probe(args) -> dict:
 
 # ----------------------------------------------------------------------------------------------- rollout-bench
 def cmd_rollout_bench(args) -> dict:
-    from .config import usable_cpus
     from .rollout import PRECISIONS
 
     precisions = tuple(args.precisions.split(","))
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise UserError(f"unknown precision {bad[0]!r}: use some of {','.join(PRECISIONS)}")
-    threads = args.threads or usable_cpus()
-    if not 1 <= threads <= usable_cpus():
-        raise UserError(f"threads {threads} is outside 1..{usable_cpus()} (the usable CPUs)")
+    threads = _threads(args.threads)
     if args.batch_size < 1 or args.new_tokens < 1 or args.repeats < 1:
         raise UserError("--batch-size, --new-tokens and --repeats must be at least 1")
     from .models import resolve

@@ -280,25 +280,33 @@ def _lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_tiny(seed: int = 0, progress: bool = True) -> Path:
-    """Path of the cached warm-started tiny model, building it (atomically, under a lock) if it is missing."""
-    final = cache_dir() / "models" / _tiny_key(seed)
-    if (final / "cpugrpo_build.json").exists():
+def _cached_build(final: Path, marker: str, build, message: str | None = None) -> Path:
+    """``final`` once ``final/marker`` exists, running ``build(tmp_dir)`` first if needed: under a file lock (so
+    concurrent processes build once) and atomically (into a temp dir, then renamed), so a killed build leaves
+    nothing half-written behind."""
+    if (final / marker).exists():
         return final
     with _lock(final.with_suffix(".lock")):
-        if (final / "cpugrpo_build.json").exists():
+        if (final / marker).exists():
             return final
-        if progress:
-            print(f"building the tiny preset once (cached in {final}) ...", flush=True)
+        if message:
+            print(message, flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
         try:
-            build_tiny(tmp, seed, progress=progress)
+            build(tmp)
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def ensure_tiny(seed: int = 0, progress: bool = True) -> Path:
+    """Path of the cached warm-started tiny model, building it if it is missing."""
+    final = cache_dir() / "models" / _tiny_key(seed)
+    return _cached_build(final, "cpugrpo_build.json", lambda tmp: build_tiny(tmp, seed, progress=progress),
+                         f"building the tiny preset once (cached in {final}) ..." if progress else None)
 
 
 def _tokenizer_key(seed: int) -> str:
@@ -312,17 +320,7 @@ def local_tokenizer(seed: int = 0):
     from transformers import AutoTokenizer
 
     final = cache_dir() / "models" / _tokenizer_key(seed)
-    if not (final / "tokenizer.json").exists():
-        with _lock(final.with_suffix(".lock")):
-            if not (final / "tokenizer.json").exists():
-                tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
-                try:
-                    build_tokenizer(_corpus(seed)).save_pretrained(tmp)
-                    if final.exists():
-                        shutil.rmtree(final)
-                    tmp.rename(final)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+    _cached_build(final, "tokenizer.json", lambda tmp: build_tokenizer(_corpus(seed)).save_pretrained(tmp))
     return AutoTokenizer.from_pretrained(final)
 
 
