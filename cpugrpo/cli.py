@@ -275,6 +275,84 @@ def cmd_rollout_bench(args) -> dict:
     return {"model": loaded.source, "threads": effective, **r}
 
 
+
+# ------------------------------------------------------------------------------------------- sweep, tune, baseline
+def _machine_id() -> str:
+    from . import hardware
+
+    return hardware.detect(with_torch=False).machine_id
+
+
+def cmd_sweep(args) -> dict:
+    from .sweep import SweepSpec, TrialStore, expand_grid, parse_axes, run_trials, specs_for
+
+    spec = SweepSpec.from_toml(args.spec) if args.spec else SweepSpec()
+    axes = {**spec.axes, **parse_axes(args.axis or [])}
+    if not axes:
+        raise UserError("no axes to sweep: pass --spec FILE or --axis name=v1,v2 (e.g. --axis threads=1,2)")
+    base = dict(spec.base)
+    if args.model:
+        base["model"] = args.model
+    opts = {k: v for k, v in (("measured_steps", args.steps), ("timeout_s", args.timeout)) if v is not None}
+    if args.evaluate:
+        opts["evaluate"] = True
+    if opts:
+        from dataclasses import replace
+
+        spec = replace(spec, **opts)
+    from .config import usable_cpus
+
+    configs, skipped = expand_grid(base, axes, max_threads=usable_cpus())
+    if not configs:
+        raise UserError(f"every grid point is invalid ({skipped[0][1]}): change the axes")
+    mid = _machine_id()
+    store = TrialStore.for_machine(mid, args.results_dir)
+    for point, reason in skipped:
+        print(f"skipped {point}: {reason}", file=sys.stderr)
+    rows = run_trials(specs_for(configs, spec), store, mid, resume=args.resume, progress=not args.json)
+    return {"machine_id": mid, "store": str(store.path), "trials": rows, "skipped": [
+        {"point": p, "reason": r} for p, r in skipped], "grid_points": len(configs)}
+
+
+def cmd_tune(args) -> dict:
+    from .config import usable_cpus
+    from .models import resolve
+    from .tune import TuneOptions, tune
+
+    if args.memory_budget is not None and args.memory_budget <= 0:
+        raise UserError(f"--memory-budget must be > 0 GB, got {args.memory_budget}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UserError(f"--time-budget must be > 0 minutes, got {args.time_budget}")
+    resolve(args.model)
+    opts = TuneOptions.make(args.quick, model=args.model, memory_budget_gb=args.memory_budget,
+                            time_budget_min=args.time_budget)
+    _set_thread_env(usable_cpus())
+    return tune(opts, args.profiles_dir, args.results_dir, progress=not args.json)
+
+
+def cmd_baseline(args) -> dict:
+    from .baseline import run_baseline
+    from .config import resolve_config
+    from .sweep import TrialStore
+
+    mid = _machine_id()
+    config = args.config or os.path.join(args.profiles_dir, mid, "recommended.toml")
+    if not os.path.exists(config):
+        raise UserError(f"no recommended config at {config}: run `cpugrpo tune --quick` first or pass --config FILE")
+    flags = {"model": args.model, "batch_size": args.batch_size}
+    cfg, _ = resolve_config(config, flags)
+    cfg.check_machine()
+    if args.pairs < 1 or args.steps < 1:
+        raise UserError("--pairs and --steps must be at least 1")
+    from .memory import fit_batch, shape_of
+
+    fit_batch(cfg, shape_of(cfg.model))
+    store = TrialStore.for_machine(mid, args.results_dir)
+    out = run_baseline(cfg, pairs=args.pairs, measured_steps=args.steps, store=store, machine_id=mid,
+                       progress=not args.json)
+    out["config_file"] = config
+    return out
+
 # -------------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpugrpo", description="GRPO on CPU: train, measure, tune, report")
@@ -333,6 +411,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_rollout_bench, show=tables.show_rollout_bench)
+
+    p = sub.add_parser("sweep", help="isolated trials over a grid of training settings")
+    p.add_argument("--spec", help="TOML sweep spec with [sweep], [base] and [axes] tables")
+    p.add_argument("--axis", action="append", help="name=v1,v2 (repeatable), e.g. --axis rollout_precision=fp32,int8")
+    p.add_argument("--model", help="model for every point (overrides [base])")
+    p.add_argument("--steps", type=int, help="measured steps per trial (after 1 warm-up step)")
+    p.add_argument("--evaluate", action="store_true", help="also evaluate each trained trial on held-out problems")
+    p.add_argument("--timeout", type=float, help="seconds before a trial is killed and recorded as failed")
+    p.add_argument("--resume", action="store_true", help="skip trials already in the store")
+    p.add_argument("--results-dir", default="results", help="where results/<machine-id>/trials.jsonl lives")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_sweep, show=tables.show_sweep)
+
+    p = sub.add_parser("tune", help="the main job: detect, probe, search, quality gate, recommend, report")
+    p.add_argument("--quick", action="store_true", help="fewer arms and steps (about 5 minutes on 2 cores)")
+    p.add_argument("--model", default="tiny", help="model to tune throughput on (the quality gate always uses tiny)")
+    p.add_argument("--memory-budget", type=float, help="GB a training run may use (default 80%% of available RAM)")
+    p.add_argument("--time-budget", type=float, help="minutes; the search stops starting new axes after this")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles/<id>/recommended.toml is written")
+    p.add_argument("--results-dir", default="results", help="where results/<id>/trials.jsonl is appended")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_tune, show=tables.show_tune)
+
+    p = sub.add_parser("baseline", help="TRL GRPOTrainer defaults vs the recommended config, interleaved A B A B")
+    p.add_argument("--config", help="config to compare (default profiles/<id>/recommended.toml)")
+    p.add_argument("--model", help="override the config's model, e.g. small")
+    p.add_argument("--batch-size", type=int, help="override completions per step (same on both sides)")
+    p.add_argument("--pairs", type=int, default=3, help="A/B pairs, run alternately")
+    p.add_argument("--steps", type=int, default=3, help="measured steps per trial (after 1 warm-up step)")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles live")
+    p.add_argument("--results-dir", default="results", help="where trial rows are appended")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_baseline, show=tables.show_baseline)
     return parser
 
 

@@ -122,3 +122,62 @@ def show_rollout_bench(r: dict) -> None:
             for p, a in r["arms"].items()]
     print(table(rows, ("rollout precision", "decode s (median)", "min .. max", "tokens/s", "refresh s",
                         "vs fp32")))
+
+
+def _trial_line(r: dict) -> tuple:
+    c = r["config"]
+    knobs = (f"{c['threads']}t b{c['batch_size']} upd={c['update_precision']} roll={c['rollout_precision']}"
+             f"{' gc' if c['gradient_checkpointing'] else ''}")
+    if r["status"] != "ok":
+        return (r["trial_id"], c["model"], knobs, r["status"], "-", "-", (r.get("reason") or "")[:60])
+    s = r["summary"]
+    sps = s["samples_per_s"]
+    note = "noisy (re-measured)" if r.get("noisy") else ""
+    if r.get("accuracy"):
+        note = f"acc {r['accuracy']['overall']['accuracy']:.1%}"
+    return (r["trial_id"], c["model"], knobs, "ok", f"{sps['median']:.2f} ({sps['min']:.2f}..{sps['max']:.2f})",
+            f"{r['outside']['os_peak_rss_mb']:.0f}", note)
+
+
+def show_sweep(r: dict) -> None:
+    print(f"machine {r['machine_id']}: {len(r['trials'])} trials run of {r['grid_points']} grid points "
+          f"-> {r['store']}")
+    if r["trials"]:
+        print(table([_trial_line(t) for t in r["trials"]],
+                    ("trial", "model", "settings", "status", "samples/s median (min..max)", "peak RSS MiB", "note")))
+    for s in r["skipped"]:
+        print(f"skipped {s['point']}: {s['reason']}")
+
+
+def show_tune(r: dict) -> None:
+    ev = r["evidence"]
+    print(f"recommended for {ev['machine_id']} ({ev['mode']} tune, {r['seconds']:.0f} s, "
+          f"{ev['speed_trials']} speed trials, {len(ev['gate_trials'])} gate trials):")
+    print(table([(k, v) for k, v in r["train"].items()], ("setting", "value")))
+    print(f"measured: {ev['samples_per_s']:.1f} samples/s (range {ev['samples_per_s_range'][0]:.1f}.."
+          f"{ev['samples_per_s_range'][1]:.1f}), {ev['tokens_per_s']:.0f} completion tokens/s, peak RSS "
+          f"{ev['peak_rss_mb']:.0f} MiB")
+    print("why:")
+    for k, v in r["reasons"].items():
+        print(f"  {k}: {v}")
+    print("Pareto front (throughput vs peak RSS):")
+    for line in ev["pareto_front"]:
+        print(f"  {line}")
+    for k, v in r["paths"].items():
+        print(f"{k}: {v}")
+
+
+def show_baseline(r: dict) -> None:
+    c = r["config"]
+    a, b, q = r["trl_defaults_samples_per_s"], r["cpugrpo_samples_per_s"], r["ratio"]
+    print(f"model {c['model']}, {c['batch_size']} completions per step, {c['max_completion_length']} max new tokens, "
+          f"{r['pairs']} interleaved pairs ({r['failed_pairs']} with a failed side)")
+    rows = [("TRL GRPOTrainer defaults", f"{a['median']:.2f}", f"{a['min']:.2f} .. {a['max']:.2f}",
+             f"{r['trl_defaults_peak_rss_mb'] or float('nan'):.0f}"),
+            (f"cpugrpo ({r['config_file']})", f"{b['median']:.2f}", f"{b['min']:.2f} .. {b['max']:.2f}",
+             f"{r['cpugrpo_peak_rss_mb'] or float('nan'):.0f}")]
+    print(table(rows, ("side", "samples/s median", "min .. max", "peak RSS MiB")))
+    print(f"ratio cpugrpo / TRL defaults: {q['median']:.2f}x (per pair: "
+          f"{', '.join(f'{x:.2f}' for x in r['ratios'])})")
+    for f in r["failures"]:
+        print(f"failed trial: {f}")

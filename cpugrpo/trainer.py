@@ -142,7 +142,7 @@ def make_trainer_class():
     return CPUGRPOTrainer
 
 
-def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar):
+def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on_step=None):
     from transformers import TrainerCallback
 
     clock = CPUClock(cfg.effective_threads)
@@ -168,6 +168,8 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar):
                 rollout_refresh_s=ph["refresh"], metrics={"extra_loss": ph["extra_loss"]}))
             if bar is not None:
                 bar.update(1)
+            if on_step is not None:
+                on_step(records[-1])
 
         def on_log(self, args, state, control, logs=None, **kw):
             if records and logs:
@@ -182,10 +184,11 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar):
 
 
 def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progress: bool = True,
-             extra_loss=None, dataset=None, reward_funcs=None) -> list[StepMeasurement]:
+             extra_loss=None, dataset=None, reward_funcs=None, on_step=None) -> list[StepMeasurement]:
     """Train ``model`` in place with GRPO for ``cfg.steps`` steps; returns one measurement per step.
 
-    ``reward_funcs`` defaults to [correctness, format] weighted 1 : ``cfg.format_reward_weight``."""
+    ``reward_funcs`` defaults to [correctness, format] weighted 1 : ``cfg.format_reward_weight``. ``on_step`` is
+    called with each step's measurement as it ends (the trial runner uses it to stamp steps from outside)."""
     import torch
     from tqdm.auto import tqdm
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -218,7 +221,7 @@ def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progres
             _attach_reference(trainer, ref, cfg.beta)
         trainer.remove_callback(PrinterCallback)   # prints raw log dicts to stdout
         trainer.remove_callback(ProgressCallback)  # we draw our own bar with phase facts
-        cb = _make_callback(cfg, records, sampler, bar)
+        cb = _make_callback(cfg, records, sampler, bar, on_step)
         cb.trainer = trainer
         trainer.add_callback(cb)
         trainer.train()
