@@ -1,14 +1,11 @@
 """Roofline probes as asv track_ benchmarks, so hardware drift shows next to the training numbers."""
 
-import os
-
-
-def _usable():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+from .common import thread_params
+from .common import usable as _usable
 
 
 class GEMM:
-    params = (["fp32", "bf16", "int8"], [1, 2])
+    params = (["fp32", "bf16", "int8"], thread_params())
     param_names = ["dtype", "threads"]
     timeout = 120
 
@@ -31,7 +28,7 @@ class GEMM:
 
 
 class Bandwidth:
-    params = [1, 2]
+    params = thread_params()
     param_names = ["threads"]
     timeout = 120
 

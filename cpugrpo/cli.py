@@ -10,46 +10,16 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from . import tables
+from .commands import (UserError, cmd_baseline, cmd_compare, cmd_curriculum, cmd_detect, cmd_eval, cmd_probe,
+                       cmd_report, cmd_rollout_bench, cmd_sweep, cmd_train, cmd_tune)
+from .commands import _quiet_libraries
 
 EXIT_BAD_INPUT = 2
 
 
-class UserError(Exception):
-    pass
-
-
-def _set_thread_env(threads: int) -> None:
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-
-
-def _threads(requested: int | None) -> int:
-    """The thread count to use: the request, or every usable CPU; outside 1..usable is a UserError."""
-    from .config import usable_cpus
-
-    n = usable_cpus()
-    threads = requested or n
-    if not 1 <= threads <= n:
-        raise UserError(f"threads {threads} is outside 1..{n} (the usable CPUs): use --threads 1..{n}")
-    return threads
-
-
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights" bars; ours stay
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
-# ------------------------------------------------------------------------------------------------------- train
+# -------------------------------------------------------------------------------------------------------- main
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML file with a [train] table (e.g. profiles/<id>/recommended.toml)")
     p.add_argument("--model", help="preset (tiny, small, qwen2-0.5b) or a local model directory")
@@ -76,284 +46,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="GSM8K-format jsonl file to train on instead of synthetic problems")
 
 
-_TRAIN_KEYS = ("model", "steps", "threads", "batch_size", "num_generations", "max_completion_length",
-               "learning_rate", "temperature", "seed", "update_precision", "rollout_precision",
-               "gradient_checkpointing", "beta", "ref_precision", "memory_budget_gb", "adaptive_batch", "eval_n",
-               "eval_precision", "data")
 
-
-def cmd_train(args) -> dict:
-    from .config import resolve_config
-
-    cfg, origin = resolve_config(args.config, {k: getattr(args, k) for k in _TRAIN_KEYS})
-    cfg.check_machine()
-    if cfg.data:
-        from .data import load_gsm8k_jsonl
-
-        load_gsm8k_jsonl(cfg.data)  # fail fast on a bad file, before any model is built
-    from .memory import fit_batch, shape_of
-
-    cfg = fit_batch(cfg, shape_of(cfg.model))  # unknown model, or a batch that cannot fit: refused here
-    _set_thread_env(cfg.effective_threads)
-    if not args.json:
-        changed = ", ".join(f"{k}={getattr(cfg, k)!r} ({v})" for k, v in origin.items()) or "all defaults"
-        print(f"config: {changed}", file=sys.stderr)
-    from .trainer import train_and_evaluate
-
-    run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.model.strip('/').split('/')[-1]}")
-    return train_and_evaluate(cfg, run_dir, progress=not args.json)
-
-
-# -------------------------------------------------------------------------------------------------------- eval
-def cmd_eval(args) -> dict:
-    from .config import ROLLOUT_PRECISIONS
-
-    if args.precision not in ROLLOUT_PRECISIONS:
-        raise UserError(f"unknown precision {args.precision!r}: use one of {', '.join(ROLLOUT_PRECISIONS)}")
-    if args.n < 3:
-        raise UserError(f"--n must be at least 3, got {args.n}")
-    threads = _threads(args.threads)
-    from .models import resolve
-
-    resolve(args.model)
-    _set_thread_env(threads)
-    from . import evaluate, models
-    from .trainer import apply_threads
-
-    apply_threads(threads)
-    loaded = models.load(args.model, seed=args.seed, progress=not args.json)
-    r = evaluate.evaluate(loaded.model, loaded.tokenizer, n=args.n, seed=args.seed, precision=args.precision,
-                          progress=not args.json, random_weights=loaded.random_weights,
-                          max_new_tokens=args.max_new_tokens)
-    return {"model": loaded.source, **r.to_dict()}
-
-
-# -------------------------------------------------------------------------------------------------- curriculum
-def _parse_stage_steps(text: str) -> dict[str, int]:
-    from .curriculum import STAGES, CurriculumError
-
-    out = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep:
-            raise CurriculumError(f"--stage-steps entry {part!r} is not name=steps: use e.g. basic=20,advanced=20")
-        if name.strip() not in STAGES:
-            raise CurriculumError(f"unknown stage {name.strip()!r}: stages are {', '.join(STAGES)}")
-        try:
-            out[name.strip()] = int(value)
-        except ValueError:
-            raise CurriculumError(f"steps for stage {name.strip()!r} must be an integer, got {value!r}") from None
-    return out
-
-
-def cmd_curriculum(args) -> dict:
-    from .config import resolve_config
-    from .curriculum import CurriculumError, check_stages
-
-    stages = _parse_stage_steps(args.stage_steps)
-    try:
-        lams = [float(x) for x in args.compare_lambda.split(",")]
-    except ValueError:
-        raise CurriculumError(f"--compare-lambda must be numbers like 0,50, got {args.compare_lambda!r}") from None
-    for lam in lams:
-        check_stages(stages, lam)
-    cfg, _ = resolve_config(args.config, {k: getattr(args, k, None) for k in _TRAIN_KEYS})
-    cfg.check_machine()
-    from .memory import fit_batch, shape_of
-
-    cfg = fit_batch(cfg, shape_of(cfg.model))
-    _set_thread_env(cfg.effective_threads)
-    from . import models
-    from .curriculum import run_curriculum
-    from .trainer import apply_threads
-
-    apply_threads(cfg.effective_threads)
-    run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-curriculum")
-    studies = []
-    t0 = time.perf_counter()
-    for lam in lams:  # every arm starts from a fresh load of the same starting model
-        loaded = models.load(cfg.model, seed=cfg.seed, progress=not args.json)
-        studies.append(run_curriculum(cfg, stages, lam, os.path.join(run_dir, f"lambda-{lam:g}"),
-                                      fisher_dtype=args.fisher_precision, progress=not args.json, loaded=loaded))
-    out = {"stage_steps": stages, "studies": studies, "seconds": time.perf_counter() - t0, "run_dir": run_dir,
-           "config": cfg.to_dict()}
-    from .store import atomic_write_json
-
-    atomic_write_json(os.path.join(run_dir, "curriculum.json"), out)
-    return out
-
-
-# ------------------------------------------------------------------------------------------- detect and probe
-def _apply_isa_cap(cap: str | None) -> None:
-    """Capability caps must be in the environment before torch is imported (ATen reads its cap at import)."""
-    if not cap:
-        return
-    from .hardware import ISA_CAPS
-
-    if cap not in ISA_CAPS:
-        raise UserError(f"unknown ISA cap {cap!r}: use one of {', '.join(ISA_CAPS)}")
-    os.environ["ONEDNN_MAX_CPU_ISA"] = ISA_CAPS[cap]["onednn"]
-    os.environ["ATEN_CPU_CAPABILITY"] = ISA_CAPS[cap]["aten"]
-
-
-def cmd_detect(args) -> dict:
-    _apply_isa_cap(args.isa_cap)
-    from . import hardware
-
-    profile = hardware.detect()
-    out = profile.to_dict()
-    if args.save:
-        from .store import atomic_write_json
-
-        path = os.path.join(args.profiles_dir, profile.machine_id, "hardware.json")
-        atomic_write_json(path, out)
-        out["saved"] = path
-        out["asv_machine"] = register_asv_machine(profile)
-    return out
-
-
-def register_asv_machine(profile) -> str:
-    """Record the machine for asv (~/.asv-machine.json) under the cpugrpo machine id, so `asv run` asks nothing.
-    Uses asv's own MachineCollection, which, unlike `asv machine`, needs no asv.conf.json in the cwd."""
-    import platform
-
-    from asv.machine import MachineCollection
-
-    info = {"machine": profile.machine_id, "os": f"{platform.system()} {platform.release()}", "arch": profile.arch,
-            "cpu": profile.model_name, "num_cpu": str(profile.n_usable),
-            "ram": str(int((profile.ram_total_gb or 0) * 2**20))}
-    MachineCollection.save(profile.machine_id, info)
-    return profile.machine_id
-
-
-def cmd_probe(args) -> dict:
-    from .config import usable_cpus
-
-    _apply_isa_cap(args.isa_cap)
-    n = usable_cpus()
-    threads = sorted({int(x) for x in args.threads.split(",")}) if args.threads else list(range(1, n + 1))
-    if not threads or threads[0] < 1 or threads[-1] > n:
-        raise UserError(f"--threads must be within 1..{n} (the usable CPUs)")
-    if args.repeats < 1 or args.n < 16:
-        raise UserError("--repeats must be >= 1 and --n >= 16")
-    _set_thread_env(threads[-1])
-    from . import hardware, probes
-    from .store import atomic_write_json
-
-    profile = hardware.detect()
-    out = {"machine_id": profile.machine_id, **probes.run_probes(threads, args.n, args.repeats, args.bw_mb,
-                                                                 progress=not args.json)}
-    path = os.path.join(args.profiles_dir, profile.machine_id, "probes.json")
-    atomic_write_json(path, out)
-    out["saved"] = path
-    return out
-
-
-# ----------------------------------------------------------------------------------------------- rollout-bench
-def cmd_rollout_bench(args) -> dict:
-    from .rollout import PRECISIONS
-
-    precisions = tuple(args.precisions.split(","))
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad:
-        raise UserError(f"unknown precision {bad[0]!r}: use some of {','.join(PRECISIONS)}")
-    threads = _threads(args.threads)
-    if args.batch_size < 1 or args.new_tokens < 1 or args.repeats < 1:
-        raise UserError("--batch-size, --new-tokens and --repeats must be at least 1")
-    from .models import resolve
-
-    resolve(args.model)
-    _set_thread_env(threads)
-    from . import models
-    from .rollout import bench_decode
-    from .trainer import apply_threads
-
-    effective = apply_threads(threads)
-    loaded = models.load(args.model, progress=not args.json)
-    r = bench_decode(loaded.model, loaded.tokenizer, precisions, args.batch_size, args.new_tokens, args.repeats,
-                     progress=not args.json)
-    return {"model": loaded.source, "threads": effective, **r}
-
-
-
-# ------------------------------------------------------------------------------------------- sweep, tune, baseline
-def _machine_id() -> str:
-    from . import hardware
-
-    return hardware.detect(with_torch=False).machine_id
-
-
-def cmd_sweep(args) -> dict:
-    from .sweep import SweepSpec, TrialStore, expand_grid, parse_axes, run_trials, specs_for
-
-    spec = SweepSpec.from_toml(args.spec) if args.spec else SweepSpec()
-    axes = {**spec.axes, **parse_axes(args.axis or [])}
-    if not axes:
-        raise UserError("no axes to sweep: pass --spec FILE or --axis name=v1,v2 (e.g. --axis threads=1,2)")
-    base = dict(spec.base)
-    if args.model:
-        base["model"] = args.model
-    opts = {k: v for k, v in (("measured_steps", args.steps), ("timeout_s", args.timeout)) if v is not None}
-    if args.evaluate:
-        opts["evaluate"] = True
-    if opts:
-        from dataclasses import replace
-
-        spec = replace(spec, **opts)
-    from .config import usable_cpus
-
-    configs, skipped = expand_grid(base, axes, max_threads=usable_cpus())
-    if not configs:
-        raise UserError(f"every grid point is invalid ({skipped[0][1]}): change the axes")
-    mid = _machine_id()
-    store = TrialStore.for_machine(mid, args.results_dir)
-    for point, reason in skipped:
-        print(f"skipped {point}: {reason}", file=sys.stderr)
-    rows = run_trials(specs_for(configs, spec), store, mid, resume=args.resume, progress=not args.json)
-    return {"machine_id": mid, "store": str(store.path), "trials": rows, "skipped": [
-        {"point": p, "reason": r} for p, r in skipped], "grid_points": len(configs)}
-
-
-def cmd_tune(args) -> dict:
-    from .config import usable_cpus
-    from .models import resolve
-    from .tune import TuneOptions, tune
-
-    if args.memory_budget is not None and args.memory_budget <= 0:
-        raise UserError(f"--memory-budget must be > 0 GB, got {args.memory_budget}")
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise UserError(f"--time-budget must be > 0 minutes, got {args.time_budget}")
-    resolve(args.model)
-    opts = TuneOptions.make(args.quick, model=args.model, memory_budget_gb=args.memory_budget,
-                            time_budget_min=args.time_budget)
-    _set_thread_env(usable_cpus())
-    return tune(opts, args.profiles_dir, args.results_dir, progress=not args.json)
-
-
-def cmd_baseline(args) -> dict:
-    from .baseline import run_baseline
-    from .config import resolve_config
-    from .sweep import TrialStore
-
-    mid = _machine_id()
-    config = args.config or os.path.join(args.profiles_dir, mid, "recommended.toml")
-    if not os.path.exists(config):
-        raise UserError(f"no recommended config at {config}: run `cpugrpo tune --quick` first or pass --config FILE")
-    flags = {"model": args.model, "batch_size": args.batch_size}
-    cfg, _ = resolve_config(config, flags)
-    cfg.check_machine()
-    if args.pairs < 1 or args.steps < 1:
-        raise UserError("--pairs and --steps must be at least 1")
-    from .memory import fit_batch, shape_of
-
-    fit_batch(cfg, shape_of(cfg.model))
-    store = TrialStore.for_machine(mid, args.results_dir)
-    out = run_baseline(cfg, pairs=args.pairs, measured_steps=args.steps, store=store, machine_id=mid,
-                       progress=not args.json)
-    out["config_file"] = config
-    return out
-
-# -------------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpugrpo", description="GRPO on CPU: train, measure, tune, report")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -420,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluate", action="store_true", help="also evaluate each trained trial on held-out problems")
     p.add_argument("--timeout", type=float, help="seconds before a trial is killed and recorded as failed")
     p.add_argument("--resume", action="store_true", help="skip trials already in the store")
+    p.add_argument("--isa-cap", help="emulate a lesser ISA in every trial (avx2, avx512, avx512_core_bf16); "
+                                     "results go under the emulated machine id. For fewer cores use taskset -c.")
     p.add_argument("--results-dir", default="results", help="where results/<machine-id>/trials.jsonl lives")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_sweep, show=tables.show_sweep)
@@ -429,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="tiny", help="model to tune throughput on (the quality gate always uses tiny)")
     p.add_argument("--memory-budget", type=float, help="GB a training run may use (default 80%% of available RAM)")
     p.add_argument("--time-budget", type=float, help="minutes; the search stops starting new axes after this")
+    p.add_argument("--check-grid", action="store_true",
+                   help="also measure the full grid of the same axes and compare the tuner's pick with its best")
     p.add_argument("--profiles-dir", default="profiles", help="where profiles/<id>/recommended.toml is written")
     p.add_argument("--results-dir", default="results", help="where results/<id>/trials.jsonl is appended")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -444,6 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="where trial rows are appended")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_baseline, show=tables.show_baseline)
+
+    p = sub.add_parser("report", help="per-machine report (HTML + Markdown + plots) from trials, probes and asv")
+    p.add_argument("--machine", help="machine id (default: this machine)")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles live")
+    p.add_argument("--results-dir", default="results", help="where results/<id>/trials.jsonl lives")
+    p.add_argument("--asv-dir", default=".asv/results", help="asv results directory (optional)")
+    p.add_argument("--out-dir", default="reports", help="reports/<id>/ is written here")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
+    p.set_defaults(func=cmd_report, show=lambda r: print(f"report for {r['machine_id']}: {r['report']}"))
+
+    p = sub.add_parser("compare", help="the same configurations across machines, with ratios and hardware facts")
+    p.add_argument("ids", nargs="+", help="machine ids (directories under profiles/)")
+    p.add_argument("--reference", help="machine the ratios are relative to (default: the first id)")
+    p.add_argument("--name", help="output folder name under reports/compare/")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles live")
+    p.add_argument("--results-dir", default="results", help="where trials live")
+    p.add_argument("--out-dir", default="reports", help="reports/compare/<name>/ is written here")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_compare, show=tables.show_compare)
     return parser
 
 
@@ -454,12 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     from .curriculum import CurriculumError
     from .data import DataError
     from .models import ModelError
+    from .report import ReportError
+    from .results import ResultsError
 
     try:
         if getattr(args, "model", None) and args.command == "eval":
             args.model = _run_model_dir(args.model)
         result = args.func(args)
-    except (UserError, ConfigError, DataError, ModelError, CurriculumError) as e:
+    except (UserError, ConfigError, DataError, ModelError, CurriculumError, ReportError, ResultsError) as e:
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         print(f"cpugrpo {args.command}: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT

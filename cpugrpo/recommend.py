@@ -16,15 +16,26 @@ TUNED_KEYS = ("model", "threads", "batch_size", "num_generations", "max_completi
               "rollout_precision", "gradient_checkpointing")
 
 
-def _axis_reason(rec: dict) -> str:
+def _axis_reason(rec: dict, num_generations: int) -> str:
+    """One line per knob: every value tried with its median samples/s and step-to-step range, and the trial ids.
+
+    >>> _axis_reason({"axis": "prompts_per_step", "tried": [{"value": 4, "samples_per_s": 59.8, "range": [55, 61],
+    ...   "status": "ok", "trial_id": "t1"}, {"value": 8, "samples_per_s": None, "status": "failed", "trial_id": "t2"}]}, 8)
+    'samples/s (median, min-max over measured steps) 4 prompts x 8 = batch 32: 59.8 (55.0-61.0), 8 prompts x 8 = batch 64: failed (trials t1, t2)'
+    """
     if "skipped" in rec:
         return f"not searched: {rec['skipped']}; default kept"
     parts = []
     for t in rec["tried"]:
         v = t["value"]
-        v = {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
-        parts.append(f"{v}: {t['samples_per_s']:.1f}" if t["samples_per_s"] else f"{v}: {t['status']}")
-    return "samples/s " + ", ".join(parts) + f" (trials {', '.join(t['trial_id'] for t in rec['tried'])})"
+        if isinstance(v, bool):
+            v = "on" if v else "off"
+        elif rec["axis"] == "prompts_per_step":
+            v = f"{v} prompts x {num_generations} = batch {v * num_generations}"
+        rng = f" ({t['range'][0]:.1f}-{t['range'][1]:.1f})" if t.get("range") else ""
+        parts.append(f"{v}: {t['samples_per_s']:.1f}{rng}" if t["samples_per_s"] else f"{v}: {t['status']}")
+    return ("samples/s (median, min-max over measured steps) " + ", ".join(parts)
+            + f" (trials {', '.join(t['trial_id'] for t in rec['tried'])})")
 
 
 def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict, speed_rows: list, front: list,
@@ -34,7 +45,7 @@ def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict
     reasons = {}
     for r in record:
         key = "batch_size" if r["axis"] == "prompts_per_step" else r["axis"]
-        reasons[key] = _axis_reason(r)
+        reasons[key] = _axis_reason(r, cfg["num_generations"])
     pair = (cfg["update_precision"], cfg["rollout_precision"])
     reasons["quality_gate"] = verdicts[pair]["text"]
     rejected = [f"{u} update / {ro} rollout: {v['text']}" for (u, ro), v in verdicts.items() if not v["passed"]]

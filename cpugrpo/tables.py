@@ -163,6 +163,11 @@ def show_tune(r: dict) -> None:
     print("Pareto front (throughput vs peak RSS):")
     for line in ev["pareto_front"]:
         print(f"  {line}")
+    g = r.get("grid_check")
+    if g:
+        print(f"grid check: tuner's pick {g['pick_in_grid']:.1f} samples/s = {g['pick_vs_best']:.1%} of the full "
+              f"grid's best {g['grid_best']:.1f} ({g['grid_points']} points); search trial time "
+              f"{g['search_trial_seconds']:.0f} s = {g['time_fraction']:.1%} of the grid's {g['grid_trial_seconds']:.0f} s")
     for k, v in r["paths"].items():
         print(f"{k}: {v}")
 
@@ -181,3 +186,12 @@ def show_baseline(r: dict) -> None:
           f"{', '.join(f'{x:.2f}' for x in r['ratios'])})")
     for f in r["failures"]:
         print(f"failed trial: {f}")
+
+
+def show_compare(r: dict) -> None:
+    print(f"comparison ({r['configurations']} configurations measured on every machine, reference "
+          f"{r['reference']}): {r['report']}")
+    if r["table"]:
+        cols = list(r["table"][0])
+        print(table([tuple(f"{v:.2f}" if isinstance(v, float) else v for v in row.values()) for row in r["table"]],
+                    tuple(c[:28] for c in cols)))

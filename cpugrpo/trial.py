@@ -39,7 +39,8 @@ class TrialSpec:
     config: dict                    # TrainConfig fields; ``steps`` is ignored (warmup + measured steps are run)
     measured_steps: int = 3
     warmup_steps: int = 1
-    evaluate: bool = False          # evaluate the trained policy (quality gate)
+    evaluate: bool = False          # evaluate the trained policy (quality gate) at the config's eval_precision
+    eval_precisions: tuple = ()     # ... and also at each of these (accuracy_by_precision)
     mode: str = "cpugrpo"
     timeout_s: float = 900.0
     memory_limit_mb: float | None = None
@@ -51,6 +52,7 @@ class TrialSpec:
 
         if self.measured_steps < 1 or self.warmup_steps < 0:
             raise ConfigError("a trial needs at least 1 measured step and >= 0 warm-up steps")
+        object.__setattr__(self, "eval_precisions", tuple(self.eval_precisions))  # JSON gives a list
         if self.mode not in MODES:
             raise ConfigError(f"unknown trial mode {self.mode!r}: use one of {', '.join(MODES)}")
         self.train_config()  # validates
@@ -64,6 +66,8 @@ class TrialSpec:
         """What makes two trials the same measurement (resume skips a key already stored)."""
         d = {"config": self.train_config().to_dict(), "measured": self.measured_steps, "warmup": self.warmup_steps,
              "evaluate": self.evaluate, "mode": self.mode, "env": dict(sorted(self.env.items()))}
+        if self.eval_precisions:  # only when set, so keys of rows stored before this field existed still match
+            d["eval_precisions"] = list(self.eval_precisions)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
@@ -214,6 +218,13 @@ def _child(spec: TrialSpec) -> dict:
                                 precision=cfg.eval_precision, progress=False, random_weights=loaded.random_weights,
                                 max_new_tokens=cfg.max_completion_length)
         out["accuracy"] = {**acc.to_dict(), "per_item": "".join("1" if f else "0" for f in acc.per_item)}
+        out["accuracy_by_precision"] = {cfg.eval_precision: out["accuracy"]}
+        for prec in spec.eval_precisions:
+            if prec not in out["accuracy_by_precision"]:
+                a = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed, precision=prec,
+                                      progress=False, random_weights=loaded.random_weights,
+                                      max_new_tokens=cfg.max_completion_length)
+                out["accuracy_by_precision"][prec] = a.to_dict()
     requested = {"threads": cfg.effective_threads}
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         requested["isa_cap"] = os.environ["ONEDNN_MAX_CPU_ISA"].lower()

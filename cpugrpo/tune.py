@@ -35,6 +35,7 @@ class TuneOptions:
     eval_n: int = 600
     num_generations: int = 8
     max_completion_length: int = 48
+    check_grid: bool = False        # also run the full grid of the same axes, to check the search against it
 
     @classmethod
     def make(cls, quick: bool, **kw) -> "TuneOptions":
@@ -62,7 +63,7 @@ def thread_arms(n: int) -> list[int]:
 
 
 def has_bf16(profile) -> bool:
-    f = set(profile.flags)
+    f = set(profile.features)
     return bool({"avx512_bf16", "amx_bf16", "bf16", "svebf16"} & f)
 
 
@@ -151,10 +152,17 @@ def coordinate_descent(start: dict, axes: dict[str, list], measure, over_time=la
             best, best_row = {**best, axis: v}, r
         record.append({"axis": axis, "chosen": best[axis],
                        "tried": [{"value": v, "samples_per_s": s, "trial_id": r["trial_id"], "status": r["status"],
-                                  "reason": r.get("reason")} for v, s, r in tried]})
+                                  "range": _range(r), "reason": r.get("reason")} for v, s, r in tried]})
         log(f"  {axis}: " + ", ".join(f"{v}={s:.1f}" if s else f"{v}=({r['status']})" for v, s, r in tried)
             + f" -> {best[axis]}")
     return best, best_row, record
+
+
+def _range(row: dict) -> list | None:
+    if row.get("status") != "ok":
+        return None
+    s = row["summary"]["samples_per_s"]
+    return [s["min"], s["max"]]
 
 
 def gate_trial(opts: TuneOptions, pair: tuple[str, str], threads: int, store, machine_id, budget_mb) -> dict:
@@ -239,6 +247,8 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
     front = analysis.pareto_front([(analysis.samples_per_s(r), analysis.peak_rss_mb(r)) for r in speed_rows])
     rec = recommend.build(opts, profile, chosen, record, verdicts, gates, speed_rows, front, pruned, s.spent_s,
                           time.perf_counter() - t_start, store.path, budget_mb)
+    if opts.check_grid:
+        rec["grid_check"] = grid_check(opts, axes, chosen, s.spent_s, store, mid, budget_mb, progress, log)
     rec["paths"] = {"recommended": recommend.write(rec, os.path.join(prof_dir, "recommended.toml")),
                     "trials": str(store.path)}
     atomic_write_json(os.path.join(prof_dir, "tune.json"), rec)
@@ -250,6 +260,35 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
         rec["paths"]["report"] = write_report(mid, profiles_dir=profiles_dir, results_dir=results_dir)
     rec["seconds"] = time.perf_counter() - t_start
     return rec
+
+
+def grid_check(opts, axes, chosen, search_s, store, mid, budget_mb, progress, log) -> dict:
+    """Every point of the tuner's search space, measured afresh: is the tuner's pick within 5% of the grid's best,
+    and what fraction of the grid's trial time did the search spend?"""
+    import itertools
+
+    from tqdm.auto import tqdm
+
+    grid = Searcher(opts, store, mid, budget_mb, progress)
+    names = [a for a in AXES_ORDER if a in axes]
+    points = [dict(zip(names, v)) for v in itertools.product(*(axes[a] for a in names))]
+    log(f"grid check: {len(points)} points over {', '.join(names)}")
+    for p in tqdm(points, desc="full grid", unit="trial", disable=not progress, leave=False):
+        grid.measure(p, tag="grid-check")
+    ranked = _ranked(list(grid.rows.values()))
+    best = ranked[0]
+    pick = next(r for r in grid.rows.values() if r["point"] == chosen["point"])
+    out = {"grid_points": len(points), "grid_trial_seconds": grid.spent_s, "search_trial_seconds": search_s,
+           "time_fraction": search_s / grid.spent_s, "grid_best": analysis.samples_per_s(best),
+           "grid_best_point": best["point"], "grid_best_trial": best["trial_id"],
+           "pick_in_grid": analysis.samples_per_s(pick), "pick_trial": pick["trial_id"],
+           "pick_vs_best": analysis.samples_per_s(pick) / analysis.samples_per_s(best),
+           "grid_top5": [{"point": r["point"], "samples_per_s": analysis.samples_per_s(r), "range": _range(r)}
+                         for r in ranked[:5]]}
+    log(f"grid check: pick {out['pick_in_grid']:.1f} samples/s vs grid best {out['grid_best']:.1f} "
+        f"({out['pick_vs_best']:.1%}); search spent {search_s:.0f} s of trial time vs {grid.spent_s:.0f} s "
+        f"({out['time_fraction']:.1%})")
+    return out
 
 
 def _verdict(row: dict, base_acc: dict | None, pair) -> dict:

@@ -30,7 +30,7 @@ def test_scaling_efficiency_hand_computed():
 
 class _Profile:
     def __init__(self, flags, n):
-        self.flags, self.n_usable = flags, n
+        self.features, self.n_usable = flags, n
 
 
 def test_search_space_prunes_bf16_without_hardware_support():
@@ -59,3 +59,40 @@ def test_recommendation_renders_toml_that_train_accepts(tmp_path):
     assert load_toml(path) == rec["train"]
     cfg, origin = resolve_config(path, {"steps": 5})
     assert cfg.rollout_precision == "int8" and cfg.steps == 5 and origin["steps"] == "flag"
+
+
+def test_coordinate_descent_walks_one_axis_at_a_time():
+    from cpugrpo.tune import coordinate_descent
+
+    speed = {"threads": {1: 1.0, 2: 2.0}, "rollout_precision": {"fp32": 1.0, "int8": 1.5, "bf16": 0.5},
+             "update_precision": {"fp32": 1.0, "bf16": 0.8}, "prompts_per_step": {4: 1.1, 8: 1.0}}
+    calls = []
+
+    def measure(p):
+        calls.append(dict(p))
+        v = 1.0
+        for k, table in speed.items():
+            v *= table[p[k]]
+        return {"status": "ok", "trial_id": str(len(calls)), "summary": {"samples_per_s": {"median": v}}}
+
+    start = {"threads": 2, "rollout_precision": "fp32", "update_precision": "fp32", "gradient_checkpointing": False,
+             "prompts_per_step": 8}
+    axes = {"threads": [1, 2], "rollout_precision": ["fp32", "int8", "bf16"], "update_precision": ["fp32", "bf16"],
+            "prompts_per_step": [4, 8]}
+    best, row, record = coordinate_descent(start, axes, measure, log=lambda m: None)
+    assert best == {**start, "rollout_precision": "int8", "prompts_per_step": 4}
+    assert [r["axis"] for r in record] == ["threads", "rollout_precision", "update_precision", "prompts_per_step"]
+    assert len(calls) == 1 + 2 + 3 + 2 + 2  # repeated points are the caller's cache's business
+
+
+def test_baseline_summary_pairs_and_failures():
+    from cpugrpo.baseline import summarize_baseline
+    from cpugrpo.config import TrainConfig
+
+    ok = lambda v: {"status": "ok", "trial_id": f"t{v}", "summary": {"samples_per_s": {"median": v}},
+                    "outside": {"os_peak_rss_mb": 100.0}}
+    rows = {"trl_defaults": [ok(2.0), ok(4.0), {"status": "failed", "trial_id": "x", "reason": "timeout"}],
+            "cpugrpo": [ok(5.0), ok(8.0), ok(9.0)]}
+    s = summarize_baseline(rows, TrainConfig())
+    assert s["ratios"] == [2.5, 2.0] and s["failed_pairs"] == 1 and s["ratio"]["median"] == 2.25
+    assert s["failures"] == ["timeout"]

@@ -1,8 +1,5 @@
 """Grid expansion, the trial store, sweep specs, and the trial runner's failure capture (fast: no training)."""
 
-import json
-import os
-import sys
 
 import pytest
 

@@ -1,0 +1,130 @@
+"""Shared pieces of the asv suite: the star of configurations, isolated measurement trials, a one-step driver.
+
+Deterministic, cached inputs: the tiny preset is built once per machine (``~/.cache/cpugrpo``) and ``small`` is
+built from a seeded config in memory. Nothing here runs at import time except reading this process's CPU affinity.
+
+The default suite is a *star* around the default configuration: the default point plus every point that changes
+exactly one knob. Points off the star raise ``NotImplementedError`` (asv records them as skipped) unless
+``CPUGRPO_BENCH_FULL=1``, which runs the whole product. ``CPUGRPO_BENCH_0_5B=1`` adds the 494M shape.
+"""
+
+import os
+import threading
+
+DEFAULT = {"threads": None, "prompts_per_step": 4, "update_precision": "fp32", "rollout_precision": "fp32",
+           "gradient_checkpointing": False}
+NUM_GENERATIONS = 8
+MAX_COMPLETION_LENGTH = 48
+
+
+def usable():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def thread_params():
+    n, out, t = usable(), [], 1
+    while t < n:
+        out.append(t)
+        t *= 2
+    return out + [n]
+
+
+def models():
+    return ["tiny", "small"] + (["qwen2-0.5b"] if os.environ.get("CPUGRPO_BENCH_0_5B") == "1" else [])
+
+
+def point(threads, prompts, update, rollout, gc) -> dict:
+    return {"threads": threads, "prompts_per_step": prompts, "update_precision": update, "rollout_precision": rollout,
+            "gradient_checkpointing": gc}
+
+
+def check_star(p: dict) -> None:
+    """Raise NotImplementedError for points off the star (unless the full product is asked for) or impossible."""
+    if p["threads"] > usable():
+        raise NotImplementedError(f"{p['threads']} threads > {usable()} usable CPUs")
+    if os.environ.get("CPUGRPO_BENCH_FULL") == "1":
+        return
+    default = dict(DEFAULT, threads=usable())
+    changed = [k for k in p if p[k] != default[k]]
+    if len(changed) > 1:
+        raise NotImplementedError(f"off the default star (changes {', '.join(changed)}); CPUGRPO_BENCH_FULL=1 runs it")
+
+
+def train_config(model: str, p: dict, steps: int):
+    from cpugrpo.config import TrainConfig
+
+    return TrainConfig(model=model, steps=steps, threads=p["threads"], num_generations=NUM_GENERATIONS,
+                       batch_size=p["prompts_per_step"] * NUM_GENERATIONS, max_completion_length=MAX_COMPLETION_LENGTH,
+                       update_precision=p["update_precision"], rollout_precision=p["rollout_precision"],
+                       gradient_checkpointing=p["gradient_checkpointing"])
+
+
+def trial(model: str, p: dict, measured_steps: int = 3, evaluate: bool = False, eval_precisions=(), **cfg_over):
+    """One configuration measured in its own process (cpugrpo.trial): the numbers every track_ returns."""
+    from cpugrpo.trial import TrialSpec, run_trial
+
+    cfg = train_config(model, p, 1 + measured_steps).replace(**cfg_over)
+    row = run_trial(TrialSpec(config=cfg.to_dict(), measured_steps=measured_steps, evaluate=evaluate,
+                              eval_precisions=tuple(eval_precisions), tag="asv", timeout_s=1200))
+    return row
+
+
+class _Stop(Exception):
+    pass
+
+
+class StepDriver:
+    """Keeps a real TRL GRPO training loop alive in a thread and lets the caller run it one step at a time, so
+    asv's own timer measures exactly one step (the warm-up step runs in ``start``)."""
+
+    def __init__(self, model: str, p: dict, steps: int = 64):
+        from cpugrpo import models as m
+        from cpugrpo.trainer import apply_threads
+
+        apply_threads(p["threads"])
+        self.cfg = train_config(model, p, steps)
+        self.loaded = m.load(model, progress=False)
+        self.go, self.done = threading.Semaphore(0), threading.Semaphore(0)
+        self.stop, self.error = False, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_step(self, measurement):
+        self.done.release()
+        self.go.acquire()
+        if self.stop:
+            raise _Stop()
+
+    def _run(self):
+        import tempfile
+
+        from cpugrpo.trainer import run_grpo
+
+        try:
+            with tempfile.TemporaryDirectory() as out:
+                run_grpo(self.cfg, self.loaded.model, self.loaded.tokenizer, out, progress=False,
+                         on_step=self._on_step)
+        except _Stop:
+            pass
+        except BaseException as e:  # noqa: BLE001 - surfaced to the benchmark call
+            self.error = e
+        finally:
+            self.done.release()
+
+    def start(self):
+        self.thread.start()
+        self._wait()  # the warm-up step
+
+    def _wait(self):
+        if not self.done.acquire(timeout=900):
+            raise RuntimeError("GRPO step did not finish within 900 s")
+        if self.error is not None:
+            raise self.error
+
+    def step(self):
+        self.go.release()
+        self._wait()
+
+    def close(self):
+        self.stop = True
+        self.go.release()
+        self.thread.join(timeout=60)

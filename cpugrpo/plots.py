@@ -1,0 +1,252 @@
+"""The report's figures: pure functions from a tidy trials DataFrame (results.py) to matplotlib Figures.
+
+Every function returns a Figure, also when its data are missing: then the figure says what is missing instead of
+plotting, so a partial report still renders. Titles, labelled axes with units and legends on every plot.
+"""
+
+from __future__ import annotations
+
+import math
+
+KNOBS = ("model", "threads", "prompts_per_step", "update_precision", "rollout_precision", "gradient_checkpointing")
+PHASE_COLORS = {"rollout": "#4C72B0", "scoring": "#DD8452", "update": "#55A868"}
+
+
+def _fig(title: str, size=(7.5, 4.5), ncols: int = 1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=size, squeeze=False)
+    fig.suptitle(title, fontsize=12)
+    return fig, list(axes[0])
+
+
+def missing(title: str, why: str):
+    """A placeholder figure that states what is missing."""
+    fig, (ax,) = _fig(title, size=(7.5, 2.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"not plotted: {why}", ha="center", va="center", fontsize=10, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def wide(df, metric: str):
+    """One row per ok trial configuration (the newest measurement per key) with ``metric`` as ``value``."""
+    d = df[(df.benchmark == metric) & (df.status == "ok")]
+    if d.empty:
+        return d
+    return d.sort_values("date").drop_duplicates("key", keep="last")
+
+
+def _label(row, vary: tuple) -> str:
+    parts = []
+    for k in vary:
+        v = row[k]
+        if k == "gradient_checkpointing":
+            v = "ckpt on" if v else "ckpt off"
+        elif k == "threads":
+            v = f"{v} thr"
+        elif k == "prompts_per_step":
+            v = f"{v} prompts"
+        parts.append(str(v))
+    return ", ".join(parts)
+
+
+def thread_scaling(df):
+    title = "Thread scaling of GRPO throughput"
+    d = wide(df, "trial.samples_per_s")
+    if d.empty:
+        return missing(title, "no successful trials")
+    others = [k for k in KNOBS if k != "threads"]
+    groups = d.groupby(others, dropna=False)
+    best = max(groups, key=lambda g: g[1].threads.nunique())
+    g = best[1].sort_values("threads")
+    if g.threads.nunique() < 2:
+        return missing(title, "only one thread count was measured (run a sweep with --axis threads=1,2,...)")
+    fig, (ax,) = _fig(title)
+    t0, v0 = g.threads.iloc[0], g.value.iloc[0]
+    ax.plot(g.threads, g.value, "o-", label="measured (median)", color="#4C72B0")
+    ax.errorbar(g.threads, g.value, yerr=[g.value - g.ci_low, g.ci_high - g.value], fmt="none", ecolor="#4C72B0",
+                capsize=4, label="min-max over measured steps")
+    ax.plot(g.threads, v0 * g.threads / t0, "--", color="grey", label="ideal (linear from fewest threads)")
+    for t, v in zip(g.threads, g.value):
+        ax.annotate(f"{v / v0 / (t / t0):.0%} eff.", (t, v), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.set_xlabel("threads")
+    ax.set_ylabel("samples/s (completions per second)")
+    ax.set_xticks(list(g.threads))
+    key = dict(zip(others, best[0]))
+    ax.set_title(f"{key['model']}, {key['prompts_per_step']} prompts/step, update {key['update_precision']}, "
+                 f"rollout {key['rollout_precision']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def batch_memory(df):
+    title = "Throughput and peak memory against prompts per step"
+    s, m = wide(df, "trial.samples_per_s"), wide(df, "trial.peak_rss_mb")
+    if s.empty or s.prompts_per_step.nunique() < 2:
+        return missing(title, "fewer than two prompts-per-step values were measured")
+    fig, (a1, a2) = _fig(title, size=(10, 4.2), ncols=2)
+    others = [k for k in KNOBS if k not in ("prompts_per_step", "gradient_checkpointing")]
+    ref = s.groupby(others, dropna=False).prompts_per_step.nunique().idxmax()
+    ref = dict(zip(others, ref if isinstance(ref, tuple) else (ref,)))
+    for gc, color in ((False, "#4C72B0"), (True, "#C44E52")):
+        sel = lambda x: x[(x.gradient_checkpointing == gc) & (x[others] == [ref[k] for k in others]).all(axis=1)]
+        ss, mm = sel(s).sort_values("prompts_per_step"), sel(m).sort_values("prompts_per_step")
+        label = f"gradient checkpointing {'on' if gc else 'off'}"
+        if not ss.empty:
+            a1.plot(ss.prompts_per_step, ss.value, "o-", color=color, label=label)
+        if not mm.empty:
+            a2.plot(mm.prompts_per_step, mm.value, "s-", color=color, label=label)
+    for ax, ylabel in ((a1, "samples/s"), (a2, "peak RSS (MiB, kernel high-water mark)")):
+        ax.set_xlabel("prompts per step (x num_generations = completions per step)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    a1.set_title(f"{ref['model']}, {ref['threads']} threads, update {ref['update_precision']}, rollout "
+                 f"{ref['rollout_precision']}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def pareto(df, recommended_key: str | None = None, gate: dict | None = None):
+    """Throughput against peak RSS; the front joined; accuracy from the quality gate per precision pair."""
+    from .analysis import pareto_front
+
+    title = "Pareto front: throughput against peak memory"
+    s, m = wide(df, "trial.samples_per_s"), wide(df, "trial.peak_rss_mb")
+    if s.empty or m.empty:
+        return missing(title, "no successful trials with both throughput and memory")
+    d = s.merge(m[["key", "value"]].rename(columns={"value": "rss"}), on="key")
+    d = d[d.tag != "tune-gate"] if "tag" in d else d
+    if d.empty:
+        return missing(title, "only quality-gate trials (no speed trials)")
+    fig, (ax,) = _fig(title, size=(8, 5))
+    pts = list(zip(d.value, d.rss))
+    front = pareto_front(pts)
+    ax.scatter(d.rss, d.value, color="#8C8C8C", s=25, label="trial (median samples/s)")
+    f = d.iloc[front].sort_values("rss")
+    ax.plot(f.rss, f.value, "o-", color="#4C72B0", label="Pareto front")
+    for _, r in f.iterrows():
+        acc = (gate or {}).get(f"{r.update_precision}/{r.rollout_precision}")
+        txt = _label(r, ("threads", "prompts_per_step", "update_precision", "rollout_precision"))
+        txt += f"\nacc {acc:.1%}" if acc is not None else "\nacc: not gated"
+        ax.annotate(txt, (r.rss, r.value), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    if recommended_key is not None and (d.key == recommended_key).any():
+        r = d[d.key == recommended_key].iloc[0]
+        ax.scatter([r.rss], [r.value], marker="*", s=260, color="#C44E52", zorder=5, label="recommended")
+    ax.set_xlabel("peak RSS (MiB)")
+    ax.set_ylabel("samples/s")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.margins(x=0.25, y=0.15)
+    fig.tight_layout()
+    return fig
+
+
+def phases(df):
+    title = "Where a GRPO step's time goes, by update and rollout precision"
+    ro, sc, up = (wide(df, f"trial.{p}_s") for p in ("rollout", "scoring", "update"))
+    if ro.empty:
+        return missing(title, "no successful trials with phase timings")
+    keep = ["key", "update_precision", "rollout_precision", "model", "threads", "prompts_per_step",
+            "gradient_checkpointing"]
+    d = ro[keep + ["value"]].rename(columns={"value": "rollout"})
+    d = d.merge(sc[["key", "value"]].rename(columns={"value": "scoring"}), on="key")
+    d = d.merge(up[["key", "value"]].rename(columns={"value": "update"}), on="key")
+    # one bar per precision pair, at the configuration that has the most pairs
+    others = ["model", "threads", "prompts_per_step", "gradient_checkpointing"]
+    ref = d.groupby(others).size().idxmax()
+    d = d[(d[others] == list(ref)).all(axis=1)].drop_duplicates(["update_precision", "rollout_precision"])
+    d = d.sort_values(["update_precision", "rollout_precision"])
+    fig, (ax,) = _fig(title, size=(8, 4.5))
+    labels = [f"update {u}\nrollout {r}" for u, r in zip(d.update_precision, d.rollout_precision)]
+    bottom = [0.0] * len(d)
+    for phase in ("rollout", "scoring", "update"):
+        ax.bar(labels, d[phase], bottom=bottom, color=PHASE_COLORS[phase], label=phase)
+        bottom = [b + v for b, v in zip(bottom, d[phase])]
+    ax.set_ylabel("seconds per step (median)")
+    ax.set_title(f"{ref[0]}, {ref[1]} threads, {ref[2]} prompts/step, checkpointing {'on' if ref[3] else 'off'}",
+                 fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roofline(rows: list[dict]):
+    """``rows`` from report.roofline_rows: MFU of the update phase and decode tokens/s against its bandwidth bound."""
+    title = "Against the roofline (measured GEMM peak and copy bandwidth)"
+    if not rows:
+        return missing(title, "needs successful trials and probes.json (run `cpugrpo probe`)")
+    fig, (a1, a2) = _fig(title, size=(11, 4.5), ncols=2)
+    labels = [r["label"] for r in rows]
+    mfu = [r["mfu"] if r["mfu"] is not None else 0 for r in rows]
+    a1.barh(labels, mfu, color="#55A868")
+    a1.set_xlabel("update-phase FLOP/s / GEMM peak (MFU)")
+    a1.set_xlim(0, max(1.0, max(mfu) * 1.1))
+    a1.set_title("update: 6 x params x tokens / update time", fontsize=9)
+    dec = [r["decode_tps"] for r in rows]
+    bound = [r["decode_bound"] for r in rows]
+    y = range(len(rows))
+    a2.barh([i + 0.2 for i in y], bound, height=0.4, color="#CCCCCC", label="bound: batch x GB/s / weight bytes")
+    a2.barh([i - 0.2 for i in y], dec, height=0.4, color="#4C72B0", label="measured")
+    a2.set_yticks(list(y))
+    a2.set_yticklabels([])
+    a2.set_xlabel("decode tokens/s (completion tokens / rollout time)")
+    a2.set_xscale("log")
+    a2.set_title("rollout: memory-bandwidth bound", fontsize=9)
+    a2.legend(fontsize=7, loc="lower right")
+    for ax in (a1,):
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy(df):
+    title = "Held-out accuracy by rollout and evaluation precision (95% Wilson intervals)"
+    d = df[(df.benchmark == "trial.accuracy") & (df.status == "ok")] if "benchmark" in df else df.iloc[0:0]
+    if d.empty:
+        return missing(title, "no trials evaluated held-out accuracy (run `cpugrpo tune` or a sweep with --evaluate)")
+    d = d.sort_values("date").drop_duplicates(["key", "eval_precision"], keep="last")
+    fig, (ax,) = _fig(title, size=(8, 4.5))
+    labels = [f"update {u}\nrollout {r}\neval {e}" for u, r, e in zip(d.update_precision, d.rollout_precision,
+                                                                     d.eval_precision)]
+    x = range(len(d))
+    ax.errorbar(list(x), d.value * 100, yerr=[(d.value - d.ci_low) * 100, (d.ci_high - d.value) * 100], fmt="o",
+                capsize=5, color="#4C72B0", label="accuracy after the same short training")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("held-out exact match (%)")
+    if d.random_weights.fillna(False).any():
+        ax.text(0.5, 0.95, "random-weight model: accuracy not meaningful", transform=ax.transAxes, ha="center",
+                color="#C44E52")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def history(asv_df):
+    title = "History across commits (asv)"
+    if asv_df is None or asv_df.empty:
+        return missing(title, "no asv results for this machine (run `asv run`)")
+    d = asv_df[(asv_df.status == "ok") & asv_df.benchmark.str.contains("track_samples_per_s|time_step|track_gflops")]
+    if d.commit.nunique() < 2:
+        return missing(title, f"asv results hold {asv_df.commit.nunique()} commit(s); history needs two or more")
+    fig, (ax,) = _fig(title, size=(9, 4.5))
+    params = [c for c in ("model", "threads", "prompts_per_step", "update_precision", "rollout_precision",
+                          "gradient_checkpointing", "dtype") if c in d]
+    for (name, *key), g in d.groupby(["benchmark", *params], dropna=False):
+        g = g.sort_values("date")
+        ref = g.value.iloc[0]
+        if not ref or math.isnan(ref):
+            continue
+        short = name.split(".")[-1] + " " + " ".join(str(k) for k in key if k == k)
+        ax.plot(g.commit.str[:8], g.value / ref, "o-", label=short[:50])
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("commit (oldest first)")
+    ax.set_ylabel("value / value at the first commit")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
