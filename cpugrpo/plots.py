@@ -40,6 +40,22 @@ def wide(df, metric: str):
     return d.sort_values("date").drop_duplicates("key", keep="last")
 
 
+def ref_group(d, others: list, vary: str) -> dict:
+    """The setting of ``others`` to plot ``vary`` at: the group with the most values of ``vary``, ties broken by
+    the highest throughput (so plots sit at the configuration a user would run)."""
+    stats = d.groupby(others, dropna=False).agg(n=(vary, "nunique"), best=("value", "max"))
+    key = stats.sort_values(["n", "best"], ascending=False).index[0]
+    return dict(zip(others, key if isinstance(key, tuple) else (key,)))
+
+
+def _select(d, ref: dict):
+    mask = None
+    for k, v in ref.items():
+        m = d[k] == v
+        mask = m if mask is None else mask & m
+    return d[mask]
+
+
 def _label(row, vary: tuple) -> str:
     parts = []
     for k in vary:
@@ -60,9 +76,8 @@ def thread_scaling(df):
     if d.empty:
         return missing(title, "no successful trials")
     others = [k for k in KNOBS if k != "threads"]
-    groups = d.groupby(others, dropna=False)
-    best = max(groups, key=lambda g: g[1].threads.nunique())
-    g = best[1].sort_values("threads")
+    key = ref_group(d, others, "threads")
+    g = _select(d, key).sort_values("threads")
     if g.threads.nunique() < 2:
         return missing(title, "only one thread count was measured (run a sweep with --axis threads=1,2,...)")
     fig, (ax,) = _fig(title)
@@ -76,7 +91,6 @@ def thread_scaling(df):
     ax.set_xlabel("threads")
     ax.set_ylabel("samples/s (completions per second)")
     ax.set_xticks(list(g.threads))
-    key = dict(zip(others, best[0]))
     ax.set_title(f"{key['model']}, {key['prompts_per_step']} prompts/step, update {key['update_precision']}, "
                  f"rollout {key['rollout_precision']}", fontsize=9)
     ax.legend(fontsize=8)
@@ -91,11 +105,10 @@ def batch_memory(df):
         return missing(title, "fewer than two prompts-per-step values were measured")
     fig, (a1, a2) = _fig(title, size=(10, 4.2), ncols=2)
     others = [k for k in KNOBS if k not in ("prompts_per_step", "gradient_checkpointing")]
-    ref = s.groupby(others, dropna=False).prompts_per_step.nunique().idxmax()
-    ref = dict(zip(others, ref if isinstance(ref, tuple) else (ref,)))
+    ref = ref_group(s, others, "prompts_per_step")
     for gc, color in ((False, "#4C72B0"), (True, "#C44E52")):
-        sel = lambda x: x[(x.gradient_checkpointing == gc) & (x[others] == [ref[k] for k in others]).all(axis=1)]
-        ss, mm = sel(s).sort_values("prompts_per_step"), sel(m).sort_values("prompts_per_step")
+        ss = _select(s, {**ref, "gradient_checkpointing": gc}).sort_values("prompts_per_step")
+        mm = _select(m, {**ref, "gradient_checkpointing": gc}).sort_values("prompts_per_step")
         label = f"gradient checkpointing {'on' if gc else 'off'}"
         if not ss.empty:
             a1.plot(ss.prompts_per_step, ss.value, "o-", color=color, label=label)
@@ -104,6 +117,7 @@ def batch_memory(df):
     for ax, ylabel in ((a1, "samples/s"), (a2, "peak RSS (MiB, kernel high-water mark)")):
         ax.set_xlabel("prompts per step (x num_generations = completions per step)")
         ax.set_ylabel(ylabel)
+        ax.set_xticks(sorted(s.prompts_per_step.unique()))
         ax.legend(fontsize=8)
     a1.set_title(f"{ref['model']}, {ref['threads']} threads, update {ref['update_precision']}, rollout "
                  f"{ref['rollout_precision']}", fontsize=9)
@@ -129,19 +143,27 @@ def pareto(df, recommended_key: str | None = None, gate: dict | None = None):
     ax.scatter(d.rss, d.value, color="#8C8C8C", s=25, label="trial (median samples/s)")
     f = d.iloc[front].sort_values("rss")
     ax.plot(f.rss, f.value, "o-", color="#4C72B0", label="Pareto front")
-    for _, r in f.iterrows():
+    notes = []
+    for i, (_, r) in enumerate(f.sort_values("value", ascending=False).iterrows(), 1):
         acc = (gate or {}).get(f"{r.update_precision}/{r.rollout_precision}")
-        txt = _label(r, ("threads", "prompts_per_step", "update_precision", "rollout_precision"))
-        txt += f"\nacc {acc:.1%}" if acc is not None else "\nacc: not gated"
-        ax.annotate(txt, (r.rss, r.value), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        ax.annotate(str(i), (r.rss, r.value), textcoords="offset points", xytext=(-4, 7), fontsize=8,
+                    fontweight="bold", color="#4C72B0")
+        notes.append(f"{i}: {r.value:.1f} samples/s, {r.rss:.0f} MiB - "
+                     f"{_label(r, ('threads', 'prompts_per_step'))}, update {r.update_precision}, rollout "
+                     f"{r.rollout_precision}, {'ckpt on' if r.gradient_checkpointing else 'ckpt off'}; "
+                     + (f"gate accuracy {acc:.1%}" if acc is not None else "precision pair not gated"))
+    fig.set_size_inches(8, 5 + 0.22 * len(notes))
+    fig.text(0.02, 0.01, "Pareto front (numbered on the plot):\n" + "\n".join(notes), fontsize=7, va="bottom",
+             family="monospace")
     if recommended_key is not None and (d.key == recommended_key).any():
         r = d[d.key == recommended_key].iloc[0]
         ax.scatter([r.rss], [r.value], marker="*", s=260, color="#C44E52", zorder=5, label="recommended")
     ax.set_xlabel("peak RSS (MiB)")
     ax.set_ylabel("samples/s")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.margins(x=0.25, y=0.15)
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(x=0.1, y=0.1)
+    height = 5 + 0.22 * len(notes)
+    fig.tight_layout(rect=(0, ((len(notes) + 1) * 0.13 + 0.35) / height, 1, 1))
     return fig
 
 
@@ -157,10 +179,13 @@ def phases(df):
     d = d.merge(up[["key", "value"]].rename(columns={"value": "update"}), on="key")
     # one bar per precision pair, at the configuration that has the most pairs
     others = ["model", "threads", "prompts_per_step", "gradient_checkpointing"]
-    ref = d.groupby(others).size().idxmax()
-    d = d[(d[others] == list(ref)).all(axis=1)].drop_duplicates(["update_precision", "rollout_precision"])
+    d["pair"] = d.update_precision + "/" + d.rollout_precision
+    d["value"] = 1.0 / (d["rollout"] + d["scoring"] + d["update"])
+    refd = ref_group(d, others, "pair")
+    ref = [refd[k] for k in others]
+    d = _select(d, refd).drop_duplicates(["update_precision", "rollout_precision"])
     d = d.sort_values(["update_precision", "rollout_precision"])
-    fig, (ax,) = _fig(title, size=(8, 4.5))
+    fig, (ax,) = _fig(title, size=(11, 4.8))
     labels = [f"update {u}\nrollout {r}" for u, r in zip(d.update_precision, d.rollout_precision)]
     bottom = [0.0] * len(d)
     for phase in ("rollout", "scoring", "update"):
@@ -219,6 +244,7 @@ def accuracy(df):
     ax.set_xticks(list(x))
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("held-out exact match (%)")
+    ax.margins(x=0.3)
     if d.random_weights.fillna(False).any():
         ax.text(0.5, 0.95, "random-weight model: accuracy not meaningful", transform=ax.transAxes, ha="center",
                 color="#C44E52")

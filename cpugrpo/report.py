@@ -81,9 +81,13 @@ def roofline_rows(df, probes) -> list[dict]:
         return []
     get = {m: plots.wide(df, f"trial.{m}").set_index("key").value for m in ("tokens_per_s", "update_s", "rollout_s",
                                                                               "step_s")}
+    s = s[s.tag != "tune-gate"].copy()
+    if s.empty:
+        return []
+    s["pair"] = s.update_precision + "/" + s.rollout_precision
+    ref = plots.ref_group(s, ["model", "threads", "prompts_per_step", "gradient_checkpointing"], "pair")
     out = []
-    for _, r in s[s.tag != "tune-gate"].drop_duplicates(["model", "threads", "prompts_per_step", "update_precision",
-                                                         "rollout_precision", "gradient_checkpointing"]).iterrows():
+    for _, r in plots._select(s, ref).drop_duplicates(["update_precision", "rollout_precision"]).iterrows():
         try:
             n = shape_of(r.model).n_params
         except Exception:  # noqa: BLE001 - a model directory that is gone: no roofline row for it
@@ -116,15 +120,25 @@ def render_figures(data: dict) -> dict:
         for _, r in acc.sort_values("date").iterrows():
             gate[f"{r.update_precision}/{r.rollout_precision}"] = r.value
     why = "no trial results (run `cpugrpo tune` or `cpugrpo sweep`)"
-    return {
-        "thread_scaling": plots.missing("Thread scaling", why) if empty else plots.thread_scaling(df),
-        "batch_memory": plots.missing("Throughput and memory against batch", why) if empty else plots.batch_memory(df),
-        "pareto": plots.missing("Pareto front", why) if empty else plots.pareto(df, rec_key, gate),
-        "phases": plots.missing("Phase breakdown", why) if empty else plots.phases(df),
-        "roofline": plots.roofline([] if empty else roofline_rows(df, data["probes"])),
-        "accuracy": plots.missing("Accuracy by precision", why) if empty else plots.accuracy(df),
-        "history": plots.history(data.get("asv")),
+    makers = {
+        "thread_scaling": ("Thread scaling", lambda: plots.thread_scaling(df)),
+        "batch_memory": ("Throughput and memory against batch", lambda: plots.batch_memory(df)),
+        "pareto": ("Pareto front", lambda: plots.pareto(df, rec_key, gate)),
+        "phases": ("Phase breakdown", lambda: plots.phases(df)),
+        "roofline": ("Roofline", lambda: plots.roofline(roofline_rows(df, data["probes"]))),
+        "accuracy": ("Accuracy by precision", lambda: plots.accuracy(df)),
     }
+    figs = {}
+    for name, (title, make) in makers.items():
+        if empty:
+            figs[name] = plots.missing(title, why)
+            continue
+        try:
+            figs[name] = make()
+        except Exception as e:  # noqa: BLE001 - data we did not foresee: say so in the figure, keep the report
+            figs[name] = plots.missing(title, f"could not plot these data ({type(e).__name__}: {e})"[:160])
+    figs["history"] = plots.history(data.get("asv"))
+    return figs
 
 
 def _recommended_key(data) -> str | None:

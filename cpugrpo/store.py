@@ -17,6 +17,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results and reports are meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

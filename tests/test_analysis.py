@@ -73,7 +73,8 @@ def test_coordinate_descent_walks_one_axis_at_a_time():
         v = 1.0
         for k, table in speed.items():
             v *= table[p[k]]
-        return {"status": "ok", "trial_id": str(len(calls)), "summary": {"samples_per_s": {"median": v}}}
+        return {"status": "ok", "trial_id": str(len(calls)),
+                "summary": {"samples_per_s": {"median": v, "min": v, "max": v}}}
 
     start = {"threads": 2, "rollout_precision": "fp32", "update_precision": "fp32", "gradient_checkpointing": False,
              "prompts_per_step": 8}
