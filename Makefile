@@ -1,4 +1,4 @@
-# Two entry points for a fresh clone: `make run` (the main job) and `make test`. Both create .venv first.
+# Two entry points for a fresh clone: `make run` (the main job: cpugrpo tune) and `make test`. Both create .venv first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/cpugrpo train
+	$(BIN)/cpugrpo tune
 
 # Everything, slow tests included (the first run builds the tiny preset, ~5 min): this is what CI runs.
 test: $(STAMP)

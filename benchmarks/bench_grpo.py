@@ -26,7 +26,7 @@ class GRPOStep:
     timeout = 900
 
     def setup(self, model, threads, prompts, update, rollout, gc):
-        common.check_star(common.point(threads, prompts, update, rollout, gc))
+        common.check_star(common.point(threads, prompts, update, rollout, gc), model)
         self.driver = common.StepDriver(model, common.point(threads, prompts, update, rollout, gc))
         self.driver.start()
 
@@ -47,7 +47,7 @@ def _all_points():
 
     for model, *p in itertools.product(*_PARAMS):
         try:
-            common.check_star(common.point(*p))
+            common.check_star(common.point(*p), model)
         except NotImplementedError:
             continue
         yield (model, *p)
@@ -63,7 +63,7 @@ class GRPOTrack:
         return {pt: common.trial(pt[0], common.point(*pt[1:])) for pt in _all_points()}
 
     def setup(self, rows, model, *p):
-        common.check_star(common.point(*p))
+        common.check_star(common.point(*p), model)
         row = rows[(model, *p)]
         if row["status"] != "ok":
             raise RuntimeError(f"trial failed: {row['reason']}")

@@ -2,7 +2,7 @@
 evaluation precision. A commit that breaks learning (or a precision path) shows as a drop here.
 
 Budget: 12 GRPO steps (the first is the warm-up), 4 prompts x 8 completions per step, then greedy exact match on
-the fixed 600-problem held-out set. The budget is too short to raise accuracy by much; the benchmark guards against
+the first 300 of the fixed held-out problems (100 per level). The budget is too short to raise accuracy by much; the benchmark guards against
 losing it. One isolated trial per rollout precision (evaluated at every evaluation precision), run in setup_cache.
 """
 
@@ -22,7 +22,7 @@ class Quality:
         for rollout in PRECISIONS:
             p = common.point(common.usable(), 4, "fp32", rollout, False)
             out[rollout] = common.trial("tiny", p, measured_steps=STEPS - 1, evaluate=True,
-                                        eval_precisions=PRECISIONS, eval_n=600)
+                                        eval_precisions=PRECISIONS, eval_n=300)
         return out
 
     def setup(self, rows, rollout, eval_precision):
