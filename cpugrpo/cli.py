@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="tiny", help="model to tune throughput on (the quality gate always uses tiny)")
     p.add_argument("--memory-budget", type=float, help="GB a training run may use (default 80%% of available RAM)")
     p.add_argument("--time-budget", type=float, help="minutes; the search stops starting new axes after this")
+    p.add_argument("--isa-cap", help="tune an emulated lesser ISA (avx2, avx512, avx512_core_bf16); for fewer cores "
+                                     "run under taskset -c")
     p.add_argument("--check-grid", action="store_true",
                    help="also measure the full grid of the same axes and compare the tuner's pick with its best")
     p.add_argument("--profiles-dir", default="profiles", help="where profiles/<id>/recommended.toml is written")

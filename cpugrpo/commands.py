@@ -159,6 +159,7 @@ def _apply_isa_cap(cap: str | None) -> None:
     if cap not in ISA_CAPS:
         raise UserError(f"unknown ISA cap {cap!r}: use one of {', '.join(ISA_CAPS)}")
     os.environ["ONEDNN_MAX_CPU_ISA"] = ISA_CAPS[cap]["onednn"]
+    os.environ["MKL_ENABLE_INSTRUCTIONS"] = ISA_CAPS[cap]["mkl"]
     os.environ["ATEN_CPU_CAPABILITY"] = ISA_CAPS[cap]["aten"]
 
 
@@ -291,6 +292,7 @@ def cmd_tune(args) -> dict:
     if args.time_budget is not None and args.time_budget <= 0:
         raise UserError(f"--time-budget must be > 0 minutes, got {args.time_budget}")
     resolve(args.model)
+    _apply_isa_cap(args.isa_cap)  # before torch is imported here and in every trial process
     opts = TuneOptions.make(args.quick, model=args.model, memory_budget_gb=args.memory_budget,
                             time_budget_min=args.time_budget, check_grid=args.check_grid)
     _set_thread_env(usable_cpus())

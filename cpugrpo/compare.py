@@ -1,9 +1,9 @@
 """`cpugrpo compare ID ID ...`: the same configurations side by side across machines, ratios to a reference machine,
 and the hardware differences that explain them. Writes ``reports/compare/<name>/{index.html, report.md, *.png}``.
 
-A configuration is compared only where every machine measured it (same model, threads, prompts per step,
-precisions and checkpointing); the ratio is machine / reference of the median samples/s, computed from exactly the
-numbers shown in the table beside it.
+A configuration (same model, threads, prompts per step, precisions and checkpointing) is listed where the reference
+machine and at least one other measured it; a machine that did not (e.g. 2 threads on a 1-core machine) shows a gap.
+The ratio is machine / reference of the median samples/s, computed from exactly the numbers in the table.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def gather(ids: list[str], profiles_dir="profiles", results_dir="results") -> di
 
 
 def table(machines: dict, reference: str):
-    """Pure: one row per configuration measured on every machine; samples/s per machine and ratio to reference."""
+    """Pure: one row per configuration the reference and at least one other machine measured; samples/s per machine
+    (NaN where not measured) and the ratio to the reference."""
     import pandas as pd
 
     frames = []
@@ -46,12 +47,13 @@ def table(machines: dict, reference: str):
         w = w[w.tag != "tune-gate"] if "tag" in w else w
         w = w.sort_values("date").drop_duplicates(CONFIG, keep="last")
         frames.append(w[CONFIG + ["value"]].rename(columns={"value": mid}).set_index(CONFIG))
-    if len(frames) < len(machines):
+    if len(frames) < 2 or reference not in [f.columns[0] for f in frames]:
         return pd.DataFrame()
-    t = pd.concat(frames, axis=1, join="inner").reset_index()
-    for mid in machines:
-        if mid != reference:
-            t[f"{mid} / {reference}"] = t[mid] / t[reference]
+    t = pd.concat(frames, axis=1, join="outer").reset_index()
+    others = [m for m in machines if m != reference and m in t]
+    t = t[t[reference].notna() & t[others].notna().any(axis=1)].reset_index(drop=True)
+    for mid in others:
+        t[f"{mid} / {reference}"] = t[mid] / t[reference]
     return t
 
 
@@ -72,25 +74,29 @@ HW_HEADER = ("machine", "ISA class", "usable CPUs", "fp32 GEMM", "bf16 GEMM", "c
 def render_figure(t, machines: dict, reference: str):
     title = "Same configurations across machines"
     if t.empty:
-        return plots.missing(title, "no configuration was measured on every machine")
+        return plots.missing(title, "no configuration was measured on the reference and another machine")
     fig, (a1, a2) = plots._fig(title, size=(11, 0.5 * len(t) + 3), ncols=2)
     labels = [f"{r.model} {r.threads}t {r.prompts_per_step}p upd {r.update_precision} roll {r.rollout_precision}"
               f"{' ckpt' if r.gradient_checkpointing else ''}" for r in t.itertuples()]
     n = len(machines)
     h = 0.8 / n
+    colors = {mid: f"C{i}" for i, mid in enumerate(machines)}
     for i, mid in enumerate(machines):
-        a1.barh([j + i * h for j in range(len(t))], t[mid], height=h, label=_short(mid, machines))
+        if mid not in t:
+            continue
+        a1.barh([j + i * h for j in range(len(t))], t[mid].fillna(0), height=h, label=_short(mid, machines),
+                color=colors[mid])
     a1.set_yticks([j + 0.4 - h / 2 for j in range(len(t))])
     a1.set_yticklabels(labels, fontsize=7)
     a1.set_xlabel("samples/s (median)")
     a1.legend(fontsize=7)
-    others = [m for m in machines if m != reference]
+    others = [m for m in machines if m != reference and f"{m} / {reference}" in t]
     for i, mid in enumerate(others):
-        a2.barh([j + i * 0.8 / max(1, len(others)) for j in range(len(t))], t[f"{mid} / {reference}"],
-                height=0.8 / max(1, len(others)), label=_short(mid, machines))
+        a2.barh([j + i * 0.8 / max(1, len(others)) for j in range(len(t))], t[f"{mid} / {reference}"].fillna(0),
+                height=0.8 / max(1, len(others)), label=_short(mid, machines), color=colors[mid])
     a2.axvline(1.0, color="grey", lw=0.8)
     a2.set_yticks([])
-    a2.set_xlabel(f"ratio to {_short(reference, machines)}")
+    a2.set_xlabel(f"ratio to {_short(reference, machines)} (no bar: not measured there)")
     a2.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -106,11 +112,11 @@ def render_markdown(machines, t, reference, png_name) -> str:
     out = ["# cpugrpo comparison", "", f"Reference machine: `{reference}`. Ratios are machine / reference of median "
            "samples/s, from the numbers in the table.", "", "## Hardware", "",
            _md_table(hardware_rows(machines), HW_HEADER), "", f"![comparison]({png_name})", "",
-           "## Configurations measured on every machine", ""]
+           "## Configurations measured on the reference and at least one other machine", ""]
     if t.empty:
         out.append("None: run the same sweep on each machine.")
     else:
-        out.append(_md_table([tuple(f"{v:.3f}" if isinstance(v, float) else v for v in r)
+        out.append(_md_table([tuple(("not measured" if v != v else f"{v:.3f}") if isinstance(v, float) else v for v in r)
                               for r in t.itertuples(index=False)], list(t.columns)))
     return "\n".join(out) + "\n"
 
@@ -123,8 +129,9 @@ def render_html(machines, t, reference, png: bytes) -> str:
             "reference of median samples/s, from the numbers in the table.</p>",
             "<h2>Hardware</h2>" + _html_table(hardware_rows(machines), HW_HEADER),
             f"<img alt='comparison' style='max-width:100%' src='data:image/png;base64,{base64.b64encode(png).decode()}'>",
-            "<h2>Configurations measured on every machine</h2>" +
-            (t.to_html(index=False, escape=True, float_format=lambda v: f"{v:.3f}") if not t.empty else
+            "<h2>Configurations measured on the reference and at least one other machine</h2>" +
+            (t.to_html(index=False, escape=True, na_rep="not measured", float_format=lambda v: f"{v:.3f}")
+             if not t.empty else
              "<p>None: run the same sweep on each machine.</p>")]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>cpugrpo comparison</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"

@@ -11,13 +11,15 @@ FEATURES = tuple(dict.fromkeys(list(_X86_FEATURES.values()) + list(_ARM_FEATURES
 
 # ISA ceilings for emulation, strongest first. Each names what oneDNN / ATen may use at most.
 ISA_CAPS = {
-    "avx512_core_amx": {"onednn": "AVX512_CORE_AMX", "aten": "avx512",
+    # "mkl": MKL_ENABLE_INSTRUCTIONS. torch's fp32 matmul goes to MKL, which ignores oneDNN's cap: without this an
+    # "AVX2" machine still ran fp32 GEMMs with AVX-512 (356 GFLOP/s measured, the uncapped figure).
+    "avx512_core_amx": {"onednn": "AVX512_CORE_AMX", "aten": "avx512", "mkl": "AVX512_E4",
                         "drop": ()},
-    "avx512_core_bf16": {"onednn": "AVX512_CORE_BF16", "aten": "avx512",
+    "avx512_core_bf16": {"onednn": "AVX512_CORE_BF16", "aten": "avx512", "mkl": "AVX512_E3",
                          "drop": ("amx_tile", "amx_bf16", "amx_int8")},
-    "avx512": {"onednn": "AVX512_CORE", "aten": "avx512",
+    "avx512": {"onednn": "AVX512_CORE", "aten": "avx512", "mkl": "AVX512",
                "drop": ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_fp16")},
-    "avx2": {"onednn": "AVX2", "aten": "avx2",
+    "avx2": {"onednn": "AVX2", "aten": "avx2", "mkl": "AVX2",
              "drop": ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_fp16", "avx512f", "avx512_vnni",
                       "avx_vnni")},
 }

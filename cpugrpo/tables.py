@@ -189,7 +189,7 @@ def show_baseline(r: dict) -> None:
 
 
 def show_compare(r: dict) -> None:
-    print(f"comparison ({r['configurations']} configurations measured on every machine, reference "
+    print(f"comparison ({r['configurations']} configurations measured on the reference and another machine, reference "
           f"{r['reference']}): {r['report']}")
     if r["table"]:
         cols = list(r["table"][0])

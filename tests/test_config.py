@@ -68,3 +68,16 @@ def test_toml_round_trip(tmp_path):
     f.write_text(dump_toml({"train": cfg.to_dict(), "reasons": {"threads": "2 beat 1"}}))
     back, _ = resolve_config(f, {})
     assert back == cfg
+
+
+def test_every_shipped_recommended_config_loads():
+    """torchtune-style: every config file the repo ships must resolve to a valid TrainConfig."""
+    from pathlib import Path
+
+    from cpugrpo.config import resolve_config
+
+    files = sorted(Path(__file__).parent.parent.glob("profiles/*/recommended.toml"))
+    assert files, "no recommended.toml shipped"
+    for f in files:
+        cfg, origin = resolve_config(f, {})
+        assert cfg.model and set(origin) >= {"threads", "batch_size", "rollout_precision"}, f

@@ -1,0 +1,40 @@
+"""The asv suite's structure: the default star, skips for impossible or off-star points, results loadable."""
+
+import itertools
+import os
+
+import pytest
+
+os.environ["CPUGRPO_BENCH_PRELOAD"] = "0"  # the suite's forkserver preload is not needed to inspect it
+
+from benchmarks import bench_grpo, common  # noqa: E402
+
+
+def _runs(model_filter=None):
+    out = []
+    for model, *p in itertools.product(*bench_grpo.GRPOStep.params):
+        try:
+            common.check_star(common.point(*p), model)
+        except NotImplementedError:
+            continue
+        out.append((model, *p))
+    return out
+
+
+def test_default_star_is_one_knob_at_a_time(monkeypatch):
+    monkeypatch.delenv("CPUGRPO_BENCH_FULL", raising=False)
+    runs = _runs()
+    tiny = [r for r in runs if r[0] == "tiny"]
+    n_threads = len(common.thread_params())
+    # default + every other value of each knob: threads, prompts (1), update (2), rollout (2), checkpointing (1)
+    assert len(tiny) == 1 + (n_threads - 1) + 1 + 2 + 2 + 1
+    assert [r[4:] for r in runs if r[0] == "small"] == [("fp32", False), ("int8", False)]
+
+
+def test_impossible_and_off_star_points_raise_not_implemented(monkeypatch):
+    with pytest.raises(NotImplementedError, match="usable CPUs"):
+        common.check_star(common.point(common.usable() + 1, 4, "fp32", "fp32", False))
+    with pytest.raises(NotImplementedError, match="off the default star"):
+        common.check_star(common.point(common.usable(), 8, "bf16", "fp32", False))
+    monkeypatch.setenv("CPUGRPO_BENCH_FULL", "1")
+    common.check_star(common.point(common.usable(), 8, "bf16", "int8", True), "small")
