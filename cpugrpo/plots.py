@@ -254,25 +254,59 @@ def accuracy(df):
 
 
 def history(asv_df):
+    """A few headline asv series across commits (one environment: the one with the most commits), each relative to
+    its value at the oldest commit: step time and samples/s at the default point, GEMM and copy peaks."""
     title = "History across commits (asv)"
     if asv_df is None or asv_df.empty:
         return missing(title, "no asv results for this machine (run `asv run`)")
-    d = asv_df[(asv_df.status == "ok") & asv_df.benchmark.str.contains("track_samples_per_s|time_step|track_gflops")]
-    if d.commit.nunique() < 2:
+    d = asv_df[asv_df.status == "ok"]
+    if d.empty or d.commit.nunique() < 2:
         return missing(title, f"asv results hold {asv_df.commit.nunique()} commit(s); history needs two or more")
+    env = d.groupby("env").commit.nunique().idxmax()
+    d = d[d.env == env]
+    if d.commit.nunique() < 2:
+        return missing(title, "no single asv environment holds two or more commits")
+    top = lambda col: d[col].max() if col in d else None
+    default = {"prompts_per_step": 4, "update_precision": "fp32", "rollout_precision": "fp32",
+               "gradient_checkpointing": False, "threads": top("threads")}
+    series = []
+    for bench in ("bench_grpo.GRPOStep.time_step", "bench_grpo.GRPOTrack.track_samples_per_s"):
+        for model in ("tiny", "small"):
+            g = d[(d.benchmark == bench) & (d.get("model") == model)]
+            for k, v in default.items():
+                if k in g:
+                    g = g[g[k] == v]
+            series.append((f"{bench.split('.')[-1]} {model} (default point)", g))
+    for dtype in ("fp32", "bf16"):
+        g = d[(d.benchmark == "bench_probes.GEMM.track_gflops") & (d.get("dtype") == dtype)]
+        series.append((f"GEMM {dtype} GFLOP/s", g[g.threads == g.threads.max()] if not g.empty else g))
+    g = d[d.benchmark == "bench_probes.Bandwidth.track_copy_gbps"]
+    series.append(("copy GB/s", g[g.threads == g.threads.max()] if not g.empty else g))
+    order = d.groupby("commit").date.min().sort_values().index.tolist()
     fig, (ax,) = _fig(title, size=(9, 4.5))
-    params = [c for c in ("model", "threads", "prompts_per_step", "update_precision", "rollout_precision",
-                          "gradient_checkpointing", "dtype") if c in d]
-    for (name, *key), g in d.groupby(["benchmark", *params], dropna=False):
-        g = g.sort_values("date")
-        ref = g.value.iloc[0]
-        if not ref or math.isnan(ref):
+    drawn = 0
+    for label, g in series:
+        g = g.drop_duplicates("commit").set_index("commit").reindex(order).value
+        if g.notna().sum() < 2:
             continue
-        short = name.split(".")[-1] + " " + " ".join(str(k) for k in key if k == k)
-        ax.plot(g.commit.str[:8], g.value / ref, "o-", label=short[:50])
+        ref = g.dropna().iloc[0]
+        ok = g.notna().to_numpy()
+        ax.plot([i for i, m in enumerate(ok) if m], (g / ref)[ok], "o-", label=label)
+        drawn += 1
+    if not drawn:
+        plt_close(fig)
+        return missing(title, "no headline series has values at two or more commits")
     ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set_xlabel("commit (oldest first)")
-    ax.set_ylabel("value / value at the first commit")
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([c[:8] for c in order])
+    ax.set_xlabel(f"commit (oldest first), environment {env}")
+    ax.set_ylabel("value / value at the oldest commit")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plt_close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
