@@ -1,7 +1,6 @@
 """The trial runner on a real (test-sized) model in a real child process, and the measurement cross-checks:
 the child's own samples/s against the parent's clock, and its peak RSS against the kernel's accounting."""
 
-import pytest
 
 from cpugrpo.trial import TrialSpec, run_trial
 
