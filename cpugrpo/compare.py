@@ -3,7 +3,8 @@ and the hardware differences that explain them. Writes ``reports/compare/<name>/
 
 A configuration (same model, threads, prompts per step, precisions and checkpointing) is listed where the reference
 machine and at least one other measured it; a machine that did not (e.g. 2 threads on a 1-core machine) shows a gap.
-The ratio is machine / reference of the median samples/s, computed from exactly the numbers in the table.
+Each machine's number is the median samples/s over all its trials of that configuration; the ratio is machine /
+reference of exactly the numbers in the table.
 """
 
 from __future__ import annotations
@@ -43,9 +44,7 @@ def table(machines: dict, reference: str):
     for mid, m in machines.items():
         if m["trials"] is None or m["trials"].empty:
             continue
-        w = plots.wide(m["trials"], "trial.samples_per_s")
-        w = w[w.tag != "tune-gate"] if "tag" in w else w
-        w = w.sort_values("date").drop_duplicates(CONFIG, keep="last")
+        w = plots.wide(m["trials"], "trial.samples_per_s")  # one row per configuration: median over its trials
         frames.append(w[CONFIG + ["value"]].rename(columns={"value": mid}).set_index(CONFIG))
     if len(frames) < 2 or reference not in [f.columns[0] for f in frames]:
         return pd.DataFrame()

@@ -32,11 +32,24 @@ def missing(title: str, why: str):
 
 
 def wide(df, metric: str):
-    """One row per ok trial configuration (the newest measurement per key) with ``metric`` as ``value``."""
+    """One row per configuration (the KNOBS) with ``metric``: ``value`` is the median over every ok trial of that
+    configuration (tuner, grid, sweeps, re-measures), ``ci_low``/``ci_high`` the lowest and highest step seen in any
+    of them, ``n_trials`` how many; ``key``/``tag``/``date`` are the newest trial's. Repeats of a configuration
+    minutes apart differ by up to ~25% on a shared VM: one figure shows them all through the range."""
     d = df[(df.benchmark == metric) & (df.status == "ok")]
+    if "mode" in d:  # cpugrpo baseline's side A (plain TRL with its defaults) is not a cpugrpo configuration
+        d = d[d["mode"].fillna("cpugrpo") == "cpugrpo"]
     if d.empty:
         return d
-    return d.sort_values("date").drop_duplicates("key", keep="last")
+    d = d.sort_values("date")
+    g = d.groupby(list(KNOBS), dropna=False)
+    out = g.tail(1).set_index(list(KNOBS))
+    out["value"] = g.value.median()
+    if "ci_low" in d:
+        out["ci_low"] = g.ci_low.min().fillna(out["value"])
+        out["ci_high"] = g.ci_high.max().fillna(out["value"])
+    out["n_trials"] = g.size()
+    return out.reset_index()
 
 
 def ref_group(d, others: list, vary: str) -> dict:
@@ -124,7 +137,7 @@ def batch_memory(df):
     return fig
 
 
-def pareto(df, recommended_key: str | None = None, gate: dict | None = None):
+def pareto(df, recommended: dict | None = None, gate: dict | None = None):
     """Throughput against peak RSS; the front joined; accuracy from the quality gate per precision pair."""
     from .analysis import pareto_front
 
@@ -133,13 +146,12 @@ def pareto(df, recommended_key: str | None = None, gate: dict | None = None):
     if s.empty or m.empty:
         return missing(title, "no successful trials with both throughput and memory")
     d = s.merge(m[["key", "value"]].rename(columns={"value": "rss"}), on="key")
-    d = d[d.tag != "tune-gate"] if "tag" in d else d
-    if d.empty:
-        return missing(title, "only quality-gate trials (no speed trials)")
-    fig, (ax,) = _fig(title, size=(8, 5))
+    model = recommended["model"] if recommended and (d.model == recommended["model"]).any() else d.model.mode()[0]
+    d = d[d.model == model]  # one model per front: trading throughput for memory across models means nothing
+    fig, (ax,) = _fig(title + f" ({model})", size=(8, 5))
     pts = list(zip(d.value, d.rss))
     front = pareto_front(pts)
-    ax.scatter(d.rss, d.value, color="#8C8C8C", s=25, label="trial (median samples/s)")
+    ax.scatter(d.rss, d.value, color="#8C8C8C", s=25, label="configuration (median over its trials)")
     f = d.iloc[front].sort_values("rss")
     ax.plot(f.rss, f.value, "o-", color="#4C72B0", label="Pareto front")
     notes = []
@@ -154,8 +166,9 @@ def pareto(df, recommended_key: str | None = None, gate: dict | None = None):
     fig.set_size_inches(8, 5 + 0.22 * len(notes))
     fig.text(0.02, 0.01, "Pareto front (numbered on the plot):\n" + "\n".join(notes), fontsize=7, va="bottom",
              family="monospace")
-    if recommended_key is not None and (d.key == recommended_key).any():
-        r = d[d.key == recommended_key].iloc[0]
+    rec = _select(d, recommended) if recommended else d.iloc[0:0]
+    if not rec.empty:
+        r = rec.iloc[0]
         ax.scatter([r.rss], [r.value], marker="*", s=260, color="#C44E52", zorder=5, label="recommended")
     ax.set_xlabel("peak RSS (MiB)")
     ax.set_ylabel("samples/s")

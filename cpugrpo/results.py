@@ -128,6 +128,7 @@ def trial_rows_to_records(rows: list[dict]) -> list[dict]:
                 "date": pd.to_datetime(r.get("started_at"), unit="s") if r.get("started_at") else pd.NaT,
                 "trial_id": r.get("trial_id"), "key": r.get("key"), "tag": r.get("tag"),
                 "noisy": bool(r.get("noisy")), "random_weights": r.get("random_weights"),
+                "mode": (r.get("spec") or {}).get("mode", "cpugrpo"),
                 **{k: cfg.get(k) for k in TRIAL_PARAMS}}
         if cfg.get("batch_size") and cfg.get("num_generations"):
             base["prompts_per_step"] = cfg["batch_size"] // cfg["num_generations"]
