@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tune, show=tables.show_tune)
 
     p = sub.add_parser("baseline", help="TRL GRPOTrainer defaults vs the recommended config, interleaved A B A B")
-    p.add_argument("--config", help="config to compare (default profiles/<id>/recommended.toml)")
+    p.add_argument("--config", help="config to compare (default profiles/<id>/recommended-<model>.toml if tuned for "
+                                       "that model, else recommended.toml)")
     p.add_argument("--model", help="override the config's model, e.g. small")
     p.add_argument("--batch-size", type=int, help="override completions per step (same on both sides)")
     p.add_argument("--pairs", type=int, default=3, help="A/B pairs, run alternately")

@@ -305,7 +305,12 @@ def cmd_baseline(args) -> dict:
     from .sweep import TrialStore
 
     mid = _machine_id()
-    config = args.config or os.path.join(args.profiles_dir, mid, "recommended.toml")
+    from .recommend import file_name
+
+    config = args.config
+    if config is None:  # the model's own recommendation if it was tuned, else the machine's default one
+        own = os.path.join(args.profiles_dir, mid, file_name(args.model or "tiny"))
+        config = own if os.path.exists(own) else os.path.join(args.profiles_dir, mid, "recommended.toml")
     if not os.path.exists(config):
         raise UserError(f"no recommended config at {config}: run `cpugrpo tune --quick` first or pass --config FILE")
     flags = {"model": args.model, "batch_size": args.batch_size}

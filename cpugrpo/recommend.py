@@ -16,6 +16,20 @@ TUNED_KEYS = ("model", "threads", "batch_size", "num_generations", "max_completi
               "rollout_precision", "gradient_checkpointing")
 
 
+def file_name(model: str) -> str:
+    """``recommended.toml`` for the default model (what `cpugrpo train --config` users want), else one file per
+    model, so tuning ``small`` for throughput does not replace the tiny preset's recommendation.
+
+    >>> file_name("tiny"), file_name("small"), file_name("/models/my run")
+    ('recommended.toml', 'recommended-small.toml', 'recommended-models-my-run.toml')
+    """
+    import re
+
+    if model == "tiny":
+        return "recommended.toml"
+    return f"recommended-{re.sub(r'[^A-Za-z0-9.]+', '-', model).strip('-')}.toml"
+
+
 def _axis_reason(rec: dict, num_generations: int) -> str:
     """One line per knob: every value tried with its median samples/s and step-to-step range, and the trial ids.
 

@@ -249,9 +249,10 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
                           time.perf_counter() - t_start, store.path, budget_mb)
     if opts.check_grid:
         rec["grid_check"] = grid_check(opts, axes, chosen, s.spent_s, store, mid, budget_mb, progress, log)
-    rec["paths"] = {"recommended": recommend.write(rec, os.path.join(prof_dir, "recommended.toml")),
+    name = recommend.file_name(opts.model)
+    rec["paths"] = {"recommended": recommend.write(rec, os.path.join(prof_dir, name)),
                     "trials": str(store.path)}
-    atomic_write_json(os.path.join(prof_dir, "tune.json"), rec)
+    atomic_write_json(os.path.join(prof_dir, name.replace("recommended", "tune").replace(".toml", ".json")), rec)
     try:
         from .report import write_report
     except ImportError:  # reports issue not built in this checkout
