@@ -152,15 +152,21 @@ def from_mapping(values: dict, base: TrainConfig | None = None, origin: str = "c
         raise ConfigError(f"{origin}: {e}") from None
 
 
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """A TOML document; a missing or malformed file is a one-line ConfigError naming it."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist: check the path") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {path} is not valid TOML ({e}): fix the file") from None
+
+
 def load_toml(path: str | Path) -> dict:
     """The training keys of a TOML file: its ``[train]`` table if present, else its top-level scalars."""
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist: check the path") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid TOML ({e}): fix the file") from None
+    doc = read_toml(path)
     table = doc.get("train", doc)
     if not isinstance(table, dict):
         raise ConfigError(f"config file {path}: [train] must be a table")

@@ -128,6 +128,14 @@ def effective_settings() -> dict:
     return facts
 
 
+def requested_settings(threads: int) -> dict:
+    """What this process asked for, in the terms ``compare`` checks: the thread count and any oneDNN ISA cap."""
+    requested = {"threads": threads}
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        requested["isa_cap"] = os.environ["ONEDNN_MAX_CPU_ISA"].lower()
+    return requested
+
+
 def compare(requested: dict, effective: dict) -> list[str]:
     """Differences between requested settings and effective facts, as readable flags ([] = all took effect).
 

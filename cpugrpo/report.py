@@ -39,7 +39,7 @@ def _json(path: Path):
 
 
 def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results") -> dict:
-    from .results import load_asv, load_trials
+    from .results import load_asv, read_trials, trials_frame
 
     prof_dir = Path(profiles_dir) / machine_id
     profile = _json(prof_dir / "hardware.json")
@@ -49,11 +49,12 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
     data = {"machine_id": machine_id, "profile": profile, "probes": _json(prof_dir / "probes.json"),
             "tune": _json(prof_dir / "tune.json"), "missing": []}
     try:
-        data["trials"] = load_trials(Path(results_dir) / machine_id)
-        data["problems"] = data["trials"].attrs.get("problems", [])
+        rows, data["problems"] = read_trials(Path(results_dir) / machine_id)
+        data["trials"] = trials_frame(rows, data["problems"])
     except ResultsError as e:
-        data["trials"], data["problems"] = None, []
+        rows, data["trials"], data["problems"] = [], None, []
         data["missing"].append(str(e))
+    data["effective"] = _effective(rows, data["tune"])
     data["asv"] = None
     if Path(asv_dir).is_dir():
         try:
@@ -255,7 +256,7 @@ def render_markdown(data: dict, figure_files: dict) -> str:
         out += [f"**Emulated machine**: {json.dumps(p['emulated'])} on real hardware {p.get('model_name')}.", ""]
     out += ["## Hardware", "", _md_table(_hardware_rows(p, data["probes"]), ("fact", "value")), ""]
     out += ["## What to use here and why", ""] + [f"- {x}" for x in _recommendation_lines(data["tune"])] + [""]
-    eff = _effective(data)
+    eff = data["effective"]
     if eff:
         out += ["## Effective settings (recommended trial)", "", _md_table(list(eff.items()), ("setting", "value")), ""]
     if data["missing"] or data["problems"]:
@@ -277,13 +278,12 @@ def _random_weights(data) -> bool:
     return df is not None and not df.empty and bool(df.random_weights.fillna(False).any())
 
 
-def _effective(data) -> dict:
-    tid = ((data.get("tune") or {}).get("evidence") or {}).get("trial_id")
+def _effective(rows: list[dict], tune: dict | None) -> dict:
+    """The effective settings recorded by the recommended trial."""
+    tid = ((tune or {}).get("evidence") or {}).get("trial_id")
     if not tid:
         return {}
-    from .sweep import TrialStore
-
-    for r in TrialStore(Path(data.get("results_dir", "results")) / data["machine_id"] / "trials.jsonl").rows()[0]:
+    for r in rows:
         if r.get("trial_id") == tid:
             e = r.get("effective", {})
             return {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in e.items()}
@@ -305,7 +305,7 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
     parts.append("<h2>Hardware</h2>" + _html_table(_hardware_rows(p, data["probes"]), ("fact", "value")))
     parts.append("<h2>What to use here and why</h2><ul>" +
                  "".join(f"<li>{e(x)}</li>" for x in _recommendation_lines(data["tune"])) + "</ul>")
-    eff = _effective(data)
+    eff = data["effective"]
     if eff:
         parts.append("<h2>Effective settings (recommended trial)</h2>" + _html_table(list(eff.items()),
                                                                                     ("setting", "value")))
@@ -335,7 +335,6 @@ def write_report(machine_id: str, profiles_dir="profiles", results_dir="results"
     from .store import atomic_write_text
 
     data = gather(machine_id, profiles_dir, results_dir, asv_dir)
-    data["results_dir"] = results_dir
     out = Path(out_root) / machine_id
     out.mkdir(parents=True, exist_ok=True)
     pngs = {name: figure_png(fig) for name, fig in render_figures(data).items()}

@@ -155,10 +155,9 @@ def trial_rows_to_records(rows: list[dict]) -> list[dict]:
     return out
 
 
-def load_trials(path: str | Path) -> "pd.DataFrame":
-    """A ``trials.jsonl`` store (or a results/<machine-id>/ directory holding one) as a tidy DataFrame."""
-    import pandas as pd
-
+def read_trials(path: str | Path) -> tuple[list[dict], list[str]]:
+    """The raw rows of a ``trials.jsonl`` store (or a results/<machine-id>/ directory holding one) and the lines
+    that could not be read."""
     from .sweep import TrialStore
 
     path = Path(path)
@@ -169,6 +168,18 @@ def load_trials(path: str | Path) -> "pd.DataFrame":
     rows, problems = TrialStore(path).rows()
     if not rows and problems:
         raise ResultsError(f"trial results {path} hold no readable rows ({problems[0]})")
+    return rows, problems
+
+
+def trials_frame(rows: list[dict], problems: list[str] = ()) -> "pd.DataFrame":
+    import pandas as pd
+
     df = pd.DataFrame(trial_rows_to_records(rows))
-    df.attrs["problems"] = problems
+    df.attrs["problems"] = list(problems)
     return df
+
+
+def load_trials(path: str | Path) -> "pd.DataFrame":
+    """A ``trials.jsonl`` store (or a results/<machine-id>/ directory holding one) as a tidy DataFrame."""
+    return trials_frame(*read_trials(path))
+

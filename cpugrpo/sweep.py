@@ -14,11 +14,10 @@ import fcntl
 import itertools
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import FIELD_NAMES, ConfigError, TrainConfig, from_mapping
+from .config import FIELD_NAMES, ConfigError, TrainConfig, from_mapping, read_toml
 
 NOISY_SPREAD = 0.25
 ALIASES = {"prompts_per_step": "batch_size"}   # prompts_per_step=k  ->  batch_size = k * num_generations
@@ -43,6 +42,12 @@ def parse_value(text: str):
     return text.strip()
 
 
+def check_axis_name(name: str) -> None:
+    if name not in FIELD_NAMES and name not in ALIASES:
+        raise ConfigError(f"unknown axis {name!r}: use a training key ({', '.join(FIELD_NAMES)}) or "
+                          f"prompts_per_step")
+
+
 def parse_axes(items: list[str]) -> dict[str, list]:
     """``["threads=1,2", "rollout_precision=fp32,int8"]`` -> {"threads": [1, 2], ...}; names are checked."""
     axes = {}
@@ -51,9 +56,7 @@ def parse_axes(items: list[str]) -> dict[str, list]:
         name = name.strip().replace("-", "_")
         if not sep or not values.strip():
             raise ConfigError(f"axis {item!r} is not name=v1,v2: use e.g. --axis threads=1,2")
-        if name not in FIELD_NAMES and name not in ALIASES:
-            raise ConfigError(f"unknown axis {name!r}: use a training key ({', '.join(FIELD_NAMES)}) or "
-                              f"prompts_per_step")
+        check_axis_name(name)
         axes[name] = [parse_value(v) for v in values.split(",")]
     return axes
 
@@ -70,13 +73,7 @@ class SweepSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> "SweepSpec":
         """``[sweep]`` (measured_steps, warmup_steps, evaluate, timeout_s), ``[base]`` and ``[axes]`` tables."""
-        path = Path(path)
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"sweep spec {path} does not exist: check the path") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"sweep spec {path} is not valid TOML ({e}): fix the file") from None
+        doc = read_toml(path, "sweep spec")
         unknown = sorted(set(doc) - {"sweep", "base", "axes"})
         if unknown:
             raise ConfigError(f"sweep spec {path}: unknown table [{unknown[0]}]: use [sweep], [base] and [axes]")
@@ -88,7 +85,8 @@ class SweepSpec:
         for k, v in axes.items():
             if not isinstance(v, list) or not v:
                 raise ConfigError(f"sweep spec {path}: axis {k!r} must be a non-empty list, e.g. {k} = [1, 2]")
-        parse_axes([f"{k}=x" for k in axes])  # names checked
+        for k in axes:
+            check_axis_name(k)
         from_mapping(doc.get("base", {}), origin=f"sweep spec {path} [base]")
         return cls(base=doc.get("base", {}), axes=axes, **opts)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -270,12 +269,10 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
     steps = run_grpo(cfg, loaded.model, loaded.tokenizer, run_dir / "trl", progress)
     train_s = time.perf_counter() - t1
     after = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw)
-    from .effective import compare, effective_settings
+    from .effective import compare, effective_settings, requested_settings
 
     effective = effective_settings()
-    requested = {"threads": cfg.effective_threads}
-    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
-        requested["isa_cap"] = os.environ["ONEDNN_MAX_CPU_ISA"].lower()
+    requested = requested_settings(cfg.effective_threads)
     diff, lo, hi = evaluate.paired_difference(before.per_item, after.per_item)
 
     model_dir = run_dir / "model"

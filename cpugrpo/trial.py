@@ -185,7 +185,7 @@ def _child(spec: TrialSpec) -> dict:
     import torch
 
     from . import models
-    from .effective import compare, effective_settings
+    from .effective import compare, effective_settings, requested_settings
     from .measure import environment_snapshot, summarize
 
     cfg = spec.train_config()
@@ -225,9 +225,7 @@ def _child(spec: TrialSpec) -> dict:
                                       progress=False, random_weights=loaded.random_weights,
                                       max_new_tokens=cfg.max_completion_length)
                 out["accuracy_by_precision"][prec] = a.to_dict()
-    requested = {"threads": cfg.effective_threads}
-    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
-        requested["isa_cap"] = os.environ["ONEDNN_MAX_CPU_ISA"].lower()
+    requested = requested_settings(cfg.effective_threads)
     eff = effective_settings()
     out["effective"] = {"threads": torch.get_num_threads(), "batch_size": cfg.batch_size, **eff,
                         "flags": compare(requested, eff)}

@@ -89,11 +89,10 @@ def search_space(profile, quick: bool) -> tuple[dict[str, list], list[str]]:
 class Searcher:
     """Runs (or reuses) speed trials; every row goes to the store; spends are counted from outside wall time."""
 
-    def __init__(self, opts: TuneOptions, store, machine_id, budget_mb, progress):
+    def __init__(self, opts: TuneOptions, store, machine_id, budget_mb):
         self.opts, self.store, self.machine_id, self.budget_mb = opts, store, machine_id, budget_mb
         self.rows: dict[str, dict] = {}
         self.spent_s = 0.0
-        self.progress = progress
         self.t0 = time.perf_counter()
 
     def config(self, point: dict) -> TrainConfig:
@@ -210,7 +209,7 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
     for p in pruned:
         log(f"pruned: {p}")
     store = TrialStore.for_machine(mid, results_dir)
-    s = Searcher(opts, store, mid, budget_mb, progress)
+    s = Searcher(opts, store, mid, budget_mb)
     start = {"threads": n, "rollout_precision": "fp32", "update_precision": "fp32", "gradient_checkpointing": False,
              "prompts_per_step": 8}
     log(f"search: coordinate descent over {', '.join(a for a in AXES_ORDER if a in axes)} on {opts.model}")
@@ -270,7 +269,7 @@ def grid_check(opts, axes, chosen, search_s, store, mid, budget_mb, progress, lo
 
     from tqdm.auto import tqdm
 
-    grid = Searcher(opts, store, mid, budget_mb, progress)
+    grid = Searcher(opts, store, mid, budget_mb)
     names = [a for a in AXES_ORDER if a in axes]
     points = [dict(zip(names, v)) for v in itertools.product(*(axes[a] for a in names))]
     log(f"grid check: {len(points)} points over {', '.join(names)}")
