@@ -20,10 +20,10 @@ def test_trial_measures_in_a_child_and_outside_numbers_agree(tiny_dir):
     assert row["environment"]["versions"]["trl"] and row["machine_id"] == "test-machine"
     # samples/s: the child's (sum over measured steps) vs the parent's timestamps of the same step ends
     inside, outside = s["total_samples_per_s"], row["outside"]["samples_per_s"]
-    assert abs(inside - outside) / outside < 0.25, (inside, outside)
+    assert abs(inside - outside) / outside < 0.05, (inside, outside)  # acceptance: within 5% (measured 1.3%)
     # peak RSS: the child's own high-water mark vs the kernel's figure for the child, read by the parent (wait4)
     assert row["outside"]["os_peak_rss_mb"] >= s["peak_rss_mb_os"] * 0.99
-    assert row["outside"]["os_peak_rss_mb"] <= s["peak_rss_mb_os"] * 1.25  # evaluation after training adds little
+    assert row["outside"]["os_peak_rss_mb"] <= s["peak_rss_mb_os"] * 1.05  # evaluation after training adds little
     assert 0.0 <= row["accuracy"]["overall"]["accuracy"] <= 1.0 and len(row["accuracy"]["per_item"]) == 9
 
 
@@ -37,3 +37,21 @@ def test_trial_with_a_bad_model_records_the_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     row = run_trial(TrialSpec(config={"model": str(tmp_path)}), "m")
     assert row["status"] == "failed" and row["reason"] and row["exit_code"] == 1
+
+
+def test_every_committed_trial_agrees_with_the_outside_measurement():
+    """Acceptance 7 over the evidence itself: every ok trial in results/*/trials.jsonl (the rows the tuner, the
+    baseline and the reports use) has its samples/s within 5% of the parent's clock and its peak RSS within 5% of the
+    kernel's wait4 figure. The per-step median can differ more from either (it is a different statistic); the
+    comparison is on the same quantity: samples over the measured steps / their wall time."""
+    import json
+    from pathlib import Path
+
+    rows = [json.loads(line) for f in Path(__file__).parents[1].glob("results/*/trials.jsonl")
+            for line in f.read_text().splitlines() if line.strip()]
+    ok = [r for r in rows if r.get("status") == "ok" and r["outside"].get("samples_per_s")]
+    assert ok, "no committed trials to check"
+    for r in ok:
+        s, o = r["summary"], r["outside"]
+        assert abs(s["total_samples_per_s"] / o["samples_per_s"] - 1) < 0.05, r["trial_id"]
+        assert abs(s["peak_rss_mb_os"] / o["os_peak_rss_mb"] - 1) < 0.05, r["trial_id"]
