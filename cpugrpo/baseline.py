@@ -65,7 +65,7 @@ def trl_defaults_config(cfg) -> dict:
     """What side A shares with side B; the rest is TRL's default (stated in the module docstring)."""
     keep = ("model", "batch_size", "num_generations", "max_completion_length", "seed", "threads",
             "format_reward_weight")
-    return {k: v for k, v in cfg.to_dict().items() if k in keep}
+    return {**{k: v for k, v in cfg.to_dict().items() if k in keep}, "shared_prefix": False}  # TRL has no such thing
 
 
 def run_baseline(cfg, pairs: int = 3, measured_steps: int = 3, store=None, machine_id=None, progress=True,

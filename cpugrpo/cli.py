@@ -35,6 +35,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rollout-precision", help="fp32, bf16 or int8 (dynamic quantization)")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute activations in backward (less memory, more time)")
+    p.add_argument("--shared-prefix", action=argparse.BooleanOptionalAction, default=None,
+                   help="update forward runs each distinct prompt once, not once per completion (default on)")
     p.add_argument("--beta", type=float, help="KL weight; > 0 adds a reference model")
     p.add_argument("--ref-precision", help="reference model precision: fp32 or bf16")
     p.add_argument("--memory-budget", type=float, dest="memory_budget_gb",

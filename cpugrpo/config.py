@@ -49,6 +49,7 @@ class TrainConfig:
     update_precision: str = "fp32"
     rollout_precision: str = "fp32"
     gradient_checkpointing: bool = False
+    shared_prefix: bool = True          # each distinct prompt's forward once per update (prefix.py)
     beta: float = 0.0                   # KL weight; > 0 loads a reference model
     ref_precision: str = "fp32"
     format_reward_weight: float = 0.25

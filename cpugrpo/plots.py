@@ -7,7 +7,8 @@ plotting, so a partial report still renders. Titles, labelled axes with units an
 from __future__ import annotations
 
 
-KNOBS = ("model", "threads", "prompts_per_step", "update_precision", "rollout_precision", "gradient_checkpointing")
+KNOBS = ("model", "threads", "prompts_per_step", "update_precision", "rollout_precision", "shared_prefix",
+         "gradient_checkpointing")
 PHASE_COLORS = {"rollout": "#4C72B0", "scoring": "#DD8452", "update": "#55A868"}
 
 

@@ -13,7 +13,7 @@ from . import analysis
 from .config import dump_toml
 
 TUNED_KEYS = ("model", "threads", "batch_size", "num_generations", "max_completion_length", "update_precision",
-              "rollout_precision", "gradient_checkpointing")
+              "rollout_precision", "shared_prefix", "gradient_checkpointing")
 
 
 def file_name(model: str) -> str:
@@ -89,7 +89,8 @@ def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict
 
 def _label(c: dict) -> str:
     return (f"{c['threads']}t, batch {c['batch_size']}, update {c['update_precision']}, rollout "
-            f"{c['rollout_precision']}, checkpointing {'on' if c['gradient_checkpointing'] else 'off'}")
+            f"{c['rollout_precision']}, shared prefix {'on' if c.get('shared_prefix') else 'off'}, checkpointing "
+            f"{'on' if c['gradient_checkpointing'] else 'off'}")
 
 
 def render(rec: dict) -> str:

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TRIAL_PARAMS = ("model", "threads", "batch_size", "num_generations", "max_completion_length", "update_precision",
-                "rollout_precision", "gradient_checkpointing", "beta")
+                "rollout_precision", "shared_prefix", "gradient_checkpointing", "beta")
+BEFORE_THE_KNOB = {"shared_prefix": False}  # rows written before a knob existed ran without it
 TRIAL_METRICS = {  # benchmark name -> (path into the row's summary, unit)
     "trial.samples_per_s": ("samples_per_s", "samples/s"),
     "trial.tokens_per_s": ("tokens_per_s", "tokens/s"),
@@ -129,7 +130,7 @@ def trial_rows_to_records(rows: list[dict]) -> list[dict]:
                 "trial_id": r.get("trial_id"), "key": r.get("key"), "tag": r.get("tag"),
                 "noisy": bool(r.get("noisy")), "random_weights": r.get("random_weights"),
                 "mode": (r.get("spec") or {}).get("mode", "cpugrpo"),
-                **{k: cfg.get(k) for k in TRIAL_PARAMS}}
+                **{k: cfg.get(k, BEFORE_THE_KNOB.get(k)) for k in TRIAL_PARAMS}}
         if cfg.get("batch_size") and cfg.get("num_generations"):
             base["prompts_per_step"] = cfg["batch_size"] // cfg["num_generations"]
         if r.get("status") != "ok":

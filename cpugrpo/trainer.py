@@ -11,6 +11,9 @@ What this layer changes relative to TRL's defaults, and why:
   re-load it from ``config._name_or_path``, which in-memory presets do not have.
 - An optional extra loss term (``extra_loss``: the curriculum's EWC penalty) is added to TRL's GRPO loss inside
   ``compute_loss``, so it really reaches the gradient; it is logged per step.
+- ``shared_prefix`` (default on): the update's forward runs each distinct prompt once, not once per completion, and
+  scores the completions against its cached keys/values through TRL's own fused LM head (prefix.py; same log-probs
+  and gradients, ~45% fewer token positions at 4 prompts x 8 completions).
 - Timing: see measure.py for the phase definitions. TRL's own profiling timers only report to trackers.
 """
 
@@ -86,9 +89,12 @@ def make_trainer_class():
     from trl import GRPOTrainer
     from trl.trainer.utils import pad
 
+    from .prefix import shared_prefix_logps
+
     class CPUGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args, rollout_model=None, extra_loss=None, **kwargs):
+        def __init__(self, *args, rollout_model=None, extra_loss=None, shared_prefix=False, **kwargs):
             super().__init__(*args, **kwargs)
+            self.shared_prefix = shared_prefix
             self.rollout_model = rollout_model
             self.extra_loss = extra_loss
             self.phase = {"rollout": 0.0, "scoring": 0.0, "refresh": 0.0, "tokens": 0, "completions": 0,
@@ -123,6 +129,17 @@ def make_trainer_class():
             eos_idx[has] = is_eos.int().argmax(dim=1)[has]
             keep = torch.arange(is_eos.size(1)).expand(is_eos.size(0), -1) <= eos_idx.unsqueeze(1)
             return [c[m].tolist() for c, m in zip(completion, keep, strict=True)]
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False, compute_aux_loss=False, **mm):
+            if self.shared_prefix and not compute_aux_loss and all(v is None for v in mm.values()):
+                with self.accelerator.autocast():
+                    out = shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, compute_entropy)
+                if out is not None:
+                    return out[0], out[1], None
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **mm)
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             t0 = time.perf_counter()
@@ -215,7 +232,7 @@ def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progres
             args.reward_weights = [1.0] * len(reward_funcs)
         trainer = Trainer(model=model, reward_funcs=reward_funcs or [correctness_reward, format_reward],
                           args=args, train_dataset=dataset, processing_class=tokenizer,
-                          rollout_model=rollout, extra_loss=extra_loss)
+                          rollout_model=rollout, extra_loss=extra_loss, shared_prefix=cfg.shared_prefix)
         if ref is not None:
             _attach_reference(trainer, ref, cfg.beta)
         trainer.remove_callback(PrinterCallback)   # prints raw log dicts to stdout

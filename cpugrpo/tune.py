@@ -1,7 +1,7 @@
 """`cpugrpo tune`, the main job: detect -> probe -> search -> quality gate -> Pareto -> recommended.toml -> report.
 
 Search: coordinate descent over the knobs, each trial in its own process (trial.py), in the order threads ->
-rollout precision -> update precision -> gradient checkpointing -> prompts per step. Each axis is swept with the
+rollout precision -> update precision -> shared prefix -> gradient checkpointing -> prompts per step. Each axis is swept with the
 others held at the best so far; the best samples/s wins. That is sum(|axis|) trials instead of prod(|axis|). Arms
 the hardware rules out are pruned before anything runs (no bf16 arms without AVX512-BF16/AMX or ARM BF16; no
 config whose estimated peak RSS exceeds the memory budget), and every trial runs under the memory budget as a hard
@@ -9,8 +9,8 @@ limit. The two fastest configurations are then measured again with twice the ste
 
 Quality gate: a candidate counts only if the tiny preset, trained the same short number of steps with the
 candidate's update and rollout precision, stays within 2 points of held-out accuracy of the same training at fp32
-(paired interval shown). Threads, batch layout and checkpointing do not change the arithmetic of an update, so the
-gate is per precision pair. Gate trials run at the default batch so every pair gets the same training budget.
+(paired interval shown). Threads, batch layout, the shared prefix (same log-probs and gradients, tests/test_prefix.py)
+and checkpointing do not change the arithmetic of an update, so the gate is per precision pair. Gate trials run at the default batch so every pair gets the same training budget.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from . import analysis
 from .config import TrainConfig
 
-AXES_ORDER = ("threads", "rollout_precision", "update_precision", "gradient_checkpointing", "prompts_per_step")
+AXES_ORDER = ("threads", "rollout_precision", "update_precision", "shared_prefix", "gradient_checkpointing",
+              "prompts_per_step")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def search_space(profile, quick: bool) -> tuple[dict[str, list], list[str]]:
     axes = {"threads": thread_arms(profile.n_usable),
             "rollout_precision": ["fp32", "int8"] + (["bf16"] if bf16 else []),
             "update_precision": ["fp32"] + (["bf16-autocast", "bf16"] if bf16 else []),
+            "shared_prefix": [False, True],
             "gradient_checkpointing": [False, True],
             "prompts_per_step": [4, 8] if quick else [4, 8, 16]}
     if not bf16:
@@ -210,8 +212,8 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
         log(f"pruned: {p}")
     store = TrialStore.for_machine(mid, results_dir)
     s = Searcher(opts, store, mid, budget_mb)
-    start = {"threads": n, "rollout_precision": "fp32", "update_precision": "fp32", "gradient_checkpointing": False,
-             "prompts_per_step": 8}
+    start = {"threads": n, "rollout_precision": "fp32", "update_precision": "fp32", "shared_prefix": True,
+             "gradient_checkpointing": False, "prompts_per_step": 8}
     log(f"search: coordinate descent over {', '.join(a for a in AXES_ORDER if a in axes)} on {opts.model}")
     best, best_row, record = coordinate_descent(start, axes, s.measure, s.over_time, log)
 
