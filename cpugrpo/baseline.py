@@ -113,4 +113,19 @@ def summarize_baseline(rows: dict, cfg) -> dict:
     for side, rs in rows.items():
         ok = [r for r in rs if r.get("status") == "ok"]
         out[f"{side}_peak_rss_mb"] = max((r["outside"]["os_peak_rss_mb"] or 0) for r in ok) if ok else None
+    ok = [r for r in rows["cpugrpo"] if r.get("status") == "ok"]
+    out["commit"] = ok[0].get("environment", {}).get("commit") if ok else None
+    out["started_at"] = min((r.get("started_at") or 0) for v in rows.values() for r in v) if a else None
     return out
+
+
+def record(summary: dict, machine_id: str, config_file: str | None, root="results") -> Path:
+    """Append one baseline run (its summary and trial ids) to ``results/<machine-id>/baselines.jsonl``, which the
+    report reads; the trials themselves are in trials.jsonl."""
+    from pathlib import Path
+
+    from .sweep import TrialStore
+
+    store = TrialStore(Path(root) / machine_id / "baselines.jsonl")
+    store.append({**summary, "machine_id": machine_id, "config_file": config_file})
+    return store.path

@@ -300,7 +300,7 @@ def cmd_tune(args) -> dict:
 
 
 def cmd_baseline(args) -> dict:
-    from .baseline import run_baseline
+    from .baseline import record, run_baseline
     from .config import resolve_config
     from .sweep import TrialStore
 
@@ -325,6 +325,7 @@ def cmd_baseline(args) -> dict:
     out = run_baseline(cfg, pairs=args.pairs, measured_steps=args.steps, store=store, machine_id=mid,
                        progress=not args.json)
     out["config_file"] = config
+    out["baselines_file"] = str(record(out, mid, config, args.results_dir))
     return out
 
 def cmd_report(args) -> dict:

@@ -13,6 +13,7 @@ import html
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 from . import plots
@@ -40,6 +41,7 @@ def _json(path: Path):
 
 def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results") -> dict:
     from .results import load_asv, read_trials, trials_frame
+    from .sweep import TrialStore
 
     prof_dir = Path(profiles_dir) / machine_id
     profile = _json(prof_dir / "hardware.json")
@@ -55,6 +57,8 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
         rows, data["trials"], data["problems"] = [], None, []
         data["missing"].append(str(e))
     data["effective"] = _effective(rows, data["tune"])
+    data["baselines"], problems = TrialStore(Path(results_dir) / machine_id / "baselines.jsonl").rows()
+    data["problems"] = list(data["problems"]) + problems
     data["asv"] = None
     if Path(asv_dir).is_dir():
         try:
@@ -249,6 +253,34 @@ def _recommendation_lines(tune: dict | None) -> list[str]:
     return lines
 
 
+BASELINE_HEADER = ("when (UTC)", "model", "completions/step", "cpugrpo settings", "TRL defaults samples/s",
+                   "cpugrpo samples/s", "ratio (per pair)", "cpugrpo commit")
+
+
+def baseline_rows(runs: list[dict]) -> list[tuple]:
+    """One row per `cpugrpo baseline` run: medians with min..max, and the ratio of every interleaved pair."""
+    def sps(s):
+        return f"{s['median']:.2f} ({s['min']:.2f}..{s['max']:.2f})" if s.get("n") else "failed"
+
+    out = []
+    for r in sorted(runs, key=lambda r: r.get("started_at") or 0):
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"])) if r.get("started_at") else "?"
+        ratio = (f"{r['ratio']['median']:.2f}x ({', '.join(f'{x:.2f}' for x in r['ratios'])})" if r["ratios"]
+                 else "no complete pair")
+        c = r["config"]
+        settings = (f"{c['threads'] or 'all'} threads, {c['update_precision']} update, {c['rollout_precision']} rollout, shared "
+                    f"prefix {'on' if c.get('shared_prefix') else 'off'}"
+                    f"{', checkpointing' if c['gradient_checkpointing'] else ''}")
+        out.append((when, c["model"], c["batch_size"], settings, sps(r["trl_defaults_samples_per_s"]),
+                    sps(r["cpugrpo_samples_per_s"]), ratio, (r.get("commit") or "?")[:10]))
+    return out
+
+
+BASELINE_TEXT = ("`cpugrpo baseline`: TRL's GRPOTrainer with its own defaults (A) against a cpugrpo config (B) on the "
+                 "same model, prompts, completions per step and steps, alternating A B A B in separate processes; "
+                 "1 warm-up step excluded, medians over the measured steps.")
+
+
 def render_markdown(data: dict, figure_files: dict) -> str:
     p = data["profile"]
     out = [f"# cpugrpo report: {p.get('machine_id')}", ""]
@@ -256,6 +288,9 @@ def render_markdown(data: dict, figure_files: dict) -> str:
         out += [f"**Emulated machine**: {json.dumps(p['emulated'])} on real hardware {p.get('model_name')}.", ""]
     out += ["## Hardware", "", _md_table(_hardware_rows(p, data["probes"]), ("fact", "value")), ""]
     out += ["## What to use here and why", ""] + [f"- {x}" for x in _recommendation_lines(data["tune"])] + [""]
+    if data["baselines"]:
+        out += ["## Against TRL's GRPOTrainer defaults", "", BASELINE_TEXT, "",
+                _md_table(baseline_rows(data["baselines"]), BASELINE_HEADER), ""]
     eff = data["effective"]
     if eff:
         out += ["## Effective settings (recommended trial)", "", _md_table(list(eff.items()), ("setting", "value")), ""]
@@ -305,6 +340,9 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
     parts.append("<h2>Hardware</h2>" + _html_table(_hardware_rows(p, data["probes"]), ("fact", "value")))
     parts.append("<h2>What to use here and why</h2><ul>" +
                  "".join(f"<li>{e(x)}</li>" for x in _recommendation_lines(data["tune"])) + "</ul>")
+    if data["baselines"]:
+        parts.append(f"<h2>Against TRL's GRPOTrainer defaults</h2><p>{e(BASELINE_TEXT)}</p>"
+                     + _html_table(baseline_rows(data["baselines"]), BASELINE_HEADER))
     eff = data["effective"]
     if eff:
         parts.append("<h2>Effective settings (recommended trial)</h2>" + _html_table(list(eff.items()),

@@ -83,3 +83,23 @@ def test_compare_ratios_match_the_numbers(tmp_path):
     assert ratios == pytest.approx([0.4, 0.75])
     page = Path(r["report"]).read_text()
     assert "emulated" in page and "0.400" in page
+
+
+def test_report_shows_each_baseline_run_with_its_pairs(tmp_path):
+    from cpugrpo.baseline import record, summarize_baseline
+    from cpugrpo.config import TrainConfig
+
+    _machine(tmp_path, "m3", [_row(0)])
+    cfg = TrainConfig(model="small", batch_size=64, rollout_precision="int8")
+    rows = {"trl_defaults": [_row(1, sps=3.0, model="small"), _row(3, sps=4.0, model="small")],
+            "cpugrpo": [_row(2, sps=9.0, model="small"), _row(4, sps=10.0, model="small")]}
+    summary = summarize_baseline(rows, cfg)
+    assert summary["ratios"] == [3.0, 2.5] and summary["ratio"]["median"] == 2.75 and summary["commit"] == "abc"
+    path = record(summary, "m3", "profiles/m3/recommended-small.toml", tmp_path / "results")
+    with open(path, "a") as fh:
+        fh.write('{"torn": ')  # a run killed mid-write: reported, not fatal
+    write_report("m3", tmp_path / "profiles", tmp_path / "results", tmp_path / "none", tmp_path / "reports")
+    md = (tmp_path / "reports" / "m3" / "report.md").read_text()
+    assert "## Against TRL's GRPOTrainer defaults" in md
+    assert "| small | 64 | all threads, fp32 update, int8 rollout, shared prefix on | 3.50 (3.00..4.00) | 9.50 (9.00..10.00) | 2.75x (3.00, 2.50) | abc |" in md
+    assert "baselines.jsonl:2: not a complete JSON row" in md
