@@ -16,7 +16,7 @@ from pathlib import Path
 from . import plots
 from .report import ReportError, _html_table, _json, _md_table, _peak, figure_png
 
-CONFIG = ["model", "threads", "prompts_per_step", "update_precision", "rollout_precision", "gradient_checkpointing"]
+CONFIG = list(plots.KNOBS)  # every knob: configurations differing in any one are different rows
 
 
 def gather(ids: list[str], profiles_dir="profiles", results_dir="results") -> dict:
@@ -76,7 +76,8 @@ def render_figure(t, machines: dict, reference: str):
         return plots.missing(title, "no configuration was measured on the reference and another machine")
     fig, (a1, a2) = plots._fig(title, size=(11, 0.5 * len(t) + 3), ncols=2)
     labels = [f"{r.model} {r.threads}t {r.prompts_per_step}p upd {r.update_precision} roll {r.rollout_precision}"
-              f"{' ckpt' if r.gradient_checkpointing else ''}" for r in t.itertuples()]
+              f"{' shared prefix' if r.shared_prefix else ''}{' ckpt' if r.gradient_checkpointing else ''}"
+              for r in t.itertuples()]
     n = len(machines)
     h = 0.8 / n
     colors = {mid: f"C{i}" for i, mid in enumerate(machines)}

@@ -162,7 +162,8 @@ def pareto(df, recommended: dict | None = None, gate: dict | None = None):
                     fontweight="bold", color="#4C72B0")
         notes.append(f"{i}: {r.value:.1f} samples/s, {r.rss:.0f} MiB - "
                      f"{_label(r, ('threads', 'prompts_per_step'))}, update {r.update_precision}, rollout "
-                     f"{r.rollout_precision}, {'ckpt on' if r.gradient_checkpointing else 'ckpt off'}; "
+                     f"{r.rollout_precision}, prefix {'shared' if r.shared_prefix else 'per row'}, "
+                     f"{'ckpt on' if r.gradient_checkpointing else 'ckpt off'}; "
                      + (f"gate accuracy {acc:.1%}" if acc is not None else "precision pair not gated"))
     fig.set_size_inches(8, 5 + 0.22 * len(notes))
     fig.text(0.02, 0.01, "Pareto front (numbered on the plot):\n" + "\n".join(notes), fontsize=7, va="bottom",

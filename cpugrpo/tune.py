@@ -250,6 +250,10 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
                           time.perf_counter() - t_start, store.path, budget_mb)
     if opts.check_grid:
         rec["grid_check"] = grid_check(opts, axes, chosen, s.spent_s, store, mid, budget_mb, progress, log)
+        # its own file too: a later plain tune rewrites tune.json, and this evidence should outlive it
+        atomic_write_json(os.path.join(prof_dir, "grid-check.json"),
+                          {"recommendation": rec["train"], "evidence": rec["evidence"],
+                           "grid_check": rec["grid_check"]})
     name = recommend.file_name(opts.model)
     rec["paths"] = {"recommended": recommend.write(rec, os.path.join(prof_dir, name)),
                     "trials": str(store.path)}
