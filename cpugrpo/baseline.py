@@ -115,7 +115,7 @@ def summarize_baseline(rows: dict, cfg) -> dict:
         out[f"{side}_peak_rss_mb"] = max((r["outside"]["os_peak_rss_mb"] or 0) for r in ok) if ok else None
     ok = [r for r in rows["cpugrpo"] if r.get("status") == "ok"]
     out["commit"] = ok[0].get("environment", {}).get("commit") if ok else None
-    out["started_at"] = min((r.get("started_at") or 0) for v in rows.values() for r in v) if a else None
+    out["started_at"] = min((r.get("started_at") or 0 for v in rows.values() for r in v), default=None)
     return out
 
 

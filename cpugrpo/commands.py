@@ -43,8 +43,8 @@ def _quiet_libraries() -> None:
 
 
 _TRAIN_KEYS = ("model", "steps", "threads", "batch_size", "num_generations", "max_completion_length",
-               "learning_rate", "temperature", "seed", "update_precision", "rollout_precision",
-               "shared_prefix", "gradient_checkpointing", "beta", "ref_precision", "memory_budget_gb", "adaptive_batch", "eval_n",
+               "learning_rate", "temperature", "seed", "update_precision", "rollout_precision", "shared_prefix",
+               "gradient_checkpointing", "beta", "ref_precision", "memory_budget_gb", "adaptive_batch", "eval_n",
                "eval_precision", "data")
 
 

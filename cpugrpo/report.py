@@ -268,8 +268,8 @@ def baseline_rows(runs: list[dict]) -> list[tuple]:
         ratio = (f"{r['ratio']['median']:.2f}x ({', '.join(f'{x:.2f}' for x in r['ratios'])})" if r["ratios"]
                  else "no complete pair")
         c = r["config"]
-        settings = (f"{c['threads'] or 'all'} threads, {c['update_precision']} update, {c['rollout_precision']} rollout, shared "
-                    f"prefix {'on' if c.get('shared_prefix') else 'off'}"
+        settings = (f"{c['threads'] or 'all'} threads, {c['update_precision']} update, "
+                    f"{c['rollout_precision']} rollout, shared prefix {'on' if c.get('shared_prefix') else 'off'}"
                     f"{', checkpointing' if c['gradient_checkpointing'] else ''}")
         out.append((when, c["model"], c["batch_size"], settings, sps(r["trl_defaults_samples_per_s"]),
                     sps(r["cpugrpo_samples_per_s"]), ratio, (r.get("commit") or "?")[:10]))

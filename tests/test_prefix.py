@@ -28,8 +28,9 @@ def _batch(seed=0, prompts=3, generations=4, prompt_len=9, completion_len=6, pad
         for _ in range(generations):
             comp_n = int(torch.randint(2, completion_len + 1, (1,), generator=g))
             comp = torch.randint(1, 97, (comp_n,), generator=g)
-            ids = torch.cat([torch.full((prompt_len - n,), pad), prompt, comp, torch.full((completion_len - comp_n,), pad)])
-            mask = torch.cat([torch.zeros(prompt_len - n), torch.ones(n + comp_n), torch.zeros(completion_len - comp_n)])
+            left, right = prompt_len - n, completion_len - comp_n
+            ids = torch.cat([torch.full((left,), pad), prompt, comp, torch.full((right,), pad)])
+            mask = torch.cat([torch.zeros(left), torch.ones(n + comp_n), torch.zeros(right)])
             rows.append(ids)
             masks.append(mask.long())
     order = torch.randperm(len(rows), generator=g)
