@@ -1,11 +1,12 @@
 """`cpugrpo tune`, the main job: detect -> probe -> search -> quality gate -> Pareto -> recommended.toml -> report.
 
-Search: coordinate descent over the knobs, each trial in its own process (trial.py), in the order threads ->
-rollout precision -> update precision -> shared prefix -> gradient checkpointing -> prompts per step. Each axis is
-swept with the others held at the best so far; the best samples/s wins. That is sum(|axis|) trials instead of
-prod(|axis|). Arms the hardware rules out are pruned before anything runs (no bf16 arms without AVX512-BF16/AMX or ARM BF16; no
-config whose estimated peak RSS exceeds the memory budget), and every trial runs under the memory budget as a hard
-limit. The two fastest configurations are then measured again with twice the steps, and the decision uses those.
+Search: coordinate descent over the knobs, each trial in its own process (trial.py), in the order threads -> rollout
+precision -> update precision -> shared prefix -> gradient checkpointing -> prompts per step. Each axis is swept
+with the others held at the best so far; the best samples/s wins. That is sum(|axis|) trials instead of
+prod(|axis|). Arms the hardware rules out are pruned before anything runs (no bf16 arms without AVX512-BF16/AMX or
+ARM BF16; no config whose estimated peak RSS exceeds the memory budget), and every trial runs under the memory
+budget as a hard limit. The two fastest configurations are then measured again with twice the steps, and the
+decision uses those.
 
 Quality gate: a candidate counts only if the tiny preset, trained the same short number of steps with the
 candidate's update and rollout precision, stays within 2 points of held-out accuracy of the same training at fp32
