@@ -17,7 +17,7 @@ class GEMM:
         torch.set_num_threads(threads)
 
     def track_gflops(self, dtype, threads):
-        from cpugrpo import probes
+        from cpugrpo.hw import probes
 
         r = probes.gemm(dtype, 512, 3)
         if "unsupported" in r:
@@ -40,7 +40,7 @@ class Bandwidth:
         torch.set_num_threads(threads)
 
     def track_copy_gbps(self, threads):
-        from cpugrpo import probes
+        from cpugrpo.hw import probes
 
         return probes.bandwidth(128, 3)["gbps"]["median"]
 

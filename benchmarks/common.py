@@ -72,7 +72,7 @@ def check_star(p: dict, model: str = "tiny") -> None:
 
 
 def train_config(model: str, p: dict, steps: int):
-    from cpugrpo.config import TrainConfig
+    from cpugrpo.core.config import TrainConfig
 
     return TrainConfig(model=model, steps=steps, threads=p["threads"], num_generations=NUM_GENERATIONS,
                        batch_size=p["prompts_per_step"] * NUM_GENERATIONS, max_completion_length=MAX_COMPLETION_LENGTH,
@@ -82,7 +82,7 @@ def train_config(model: str, p: dict, steps: int):
 
 def trial(model: str, p: dict, measured_steps: int = 3, evaluate: bool = False, eval_precisions=(), **cfg_over):
     """One configuration measured in its own process (cpugrpo.trial): the numbers every track_ returns."""
-    from cpugrpo.trial import TrialSpec, run_trial
+    from cpugrpo.runs.trial import TrialSpec, run_trial
 
     cfg = train_config(model, p, 1 + measured_steps).replace(**cfg_over)
     row = run_trial(TrialSpec(config=cfg.to_dict(), measured_steps=measured_steps, evaluate=evaluate,
@@ -99,8 +99,8 @@ class StepDriver:
     asv's own timer measures exactly one step (the warm-up step runs in ``start``)."""
 
     def __init__(self, model: str, p: dict, steps: int = 64):
-        from cpugrpo import models as m
-        from cpugrpo.trainer import apply_threads
+        from cpugrpo.train import models as m
+        from cpugrpo.hw.runtime import apply_threads
 
         apply_threads(p["threads"])
         self.cfg = train_config(model, p, steps)
@@ -118,7 +118,7 @@ class StepDriver:
     def _run(self):
         import tempfile
 
-        from cpugrpo.trainer import run_grpo
+        from cpugrpo.train.trainer import run_grpo
 
         try:
             with tempfile.TemporaryDirectory() as out:

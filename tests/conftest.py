@@ -12,7 +12,7 @@ def tiny_dir(tmp_path_factory):
     import torch
     from transformers import Qwen2ForCausalLM
 
-    from cpugrpo import data, models
+    from cpugrpo.train import data, models
 
     out = tmp_path_factory.mktemp("tiny-test-model")
     corpus = [f"<|user|>\n{p.question}\n<|assistant|>\n{p.solution}<|end|>" for p in data.mixed(600, "train")]

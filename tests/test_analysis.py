@@ -2,9 +2,9 @@
 
 import tomllib
 
-from cpugrpo import analysis
-from cpugrpo.config import load_toml, resolve_config
-from cpugrpo.tune import search_space, thread_arms
+from cpugrpo.runs import analysis
+from cpugrpo.core.config import load_toml, resolve_config
+from cpugrpo.runs.tune import search_space, thread_arms
 
 
 def test_pareto_front_table():
@@ -43,7 +43,7 @@ def test_search_space_prunes_bf16_without_hardware_support():
 
 
 def test_recommendation_renders_toml_that_train_accepts(tmp_path):
-    from cpugrpo import recommend
+    from cpugrpo.runs import recommend
 
     rec = {"train": {"model": "tiny", "threads": 2, "batch_size": 64, "num_generations": 8,
                      "max_completion_length": 48, "update_precision": "fp32", "rollout_precision": "int8",
@@ -62,7 +62,7 @@ def test_recommendation_renders_toml_that_train_accepts(tmp_path):
 
 
 def test_coordinate_descent_walks_one_axis_at_a_time():
-    from cpugrpo.tune import coordinate_descent
+    from cpugrpo.runs.tune import coordinate_descent
 
     speed = {"threads": {1: 1.0, 2: 2.0}, "rollout_precision": {"fp32": 1.0, "int8": 1.5, "bf16": 0.5},
              "update_precision": {"fp32": 1.0, "bf16": 0.8}, "prompts_per_step": {4: 1.1, 8: 1.0}}
@@ -87,8 +87,8 @@ def test_coordinate_descent_walks_one_axis_at_a_time():
 
 
 def test_baseline_summary_pairs_and_failures():
-    from cpugrpo.baseline import summarize_baseline
-    from cpugrpo.config import TrainConfig
+    from cpugrpo.runs.baseline import summarize_baseline
+    from cpugrpo.core.config import TrainConfig
 
     ok = lambda v: {"status": "ok", "trial_id": f"t{v}", "summary": {"samples_per_s": {"median": v}},
                     "outside": {"os_peak_rss_mb": 100.0}}

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cpugrpo.config import usable_cpus
+from cpugrpo.hw.runtime import usable_cpus
 
 
 def run(*args, cwd=None):

@@ -1,6 +1,7 @@
 import pytest
 
-from cpugrpo.config import ConfigError, TrainConfig, dump_toml, from_mapping, load_toml, resolve_config, usable_cpus
+from cpugrpo.core.config import ConfigError, TrainConfig, dump_toml, from_mapping, load_toml, resolve_config
+from cpugrpo.hw.runtime import usable_cpus
 
 
 def test_defaults_are_valid():
@@ -30,9 +31,11 @@ def test_validation_messages(kwargs, needle):
 
 
 def test_threads_above_usable_cpus():
+    from cpugrpo.hw.runtime import resolve_threads
+
     with pytest.raises(ConfigError, match="usable CPUs"):
-        TrainConfig(threads=usable_cpus() + 1).check_machine()
-    TrainConfig(threads=usable_cpus()).check_machine()
+        resolve_threads(usable_cpus() + 1)
+    assert resolve_threads(usable_cpus()) == usable_cpus() == resolve_threads(None)
 
 
 def test_unknown_key_and_precedence(tmp_path):
@@ -74,7 +77,7 @@ def test_every_shipped_recommended_config_loads():
     """torchtune-style: every config file the repo ships must resolve to a valid TrainConfig."""
     from pathlib import Path
 
-    from cpugrpo.config import resolve_config
+    from cpugrpo.core.config import resolve_config
 
     files = sorted(Path(__file__).parent.parent.glob("profiles/*/recommended*.toml"))
     assert files, "no recommended.toml shipped"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cpugrpo import curriculum, data, models
+from cpugrpo.train import curriculum, data, models
 
 
 class Toy(torch.nn.Module):
@@ -65,8 +65,8 @@ def test_bad_curriculum(stages, lam, needle):
 
 
 def test_penalty_enters_the_training_loss(tiny_dir, tmp_path):
-    from cpugrpo import trainer
-    from cpugrpo.config import TrainConfig
+    from cpugrpo.train import trainer
+    from cpugrpo.core.config import TrainConfig
 
     from .test_trainer import length_reward
 

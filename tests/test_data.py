@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from cpugrpo import data
+from cpugrpo.train import data
 
 
 def test_generation_is_deterministic():

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from cpugrpo import effective, probes
+from cpugrpo.hw import effective, probes
 
 VERBOSE = """onednn_verbose,v1,info,oneDNN v3.12.0 (commit x)
 onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions
@@ -28,7 +28,7 @@ def test_effective_settings_in_this_process():
 
 
 def test_isa_cap_takes_effect_in_a_child_process():
-    code = "from cpugrpo import effective; e = effective.effective_settings(); print(e['bf16_isa_class'])"
+    code = "from cpugrpo.hw import effective; e = effective.effective_settings(); print(e['bf16_isa_class'])"
     env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from cpugrpo import hardware
+from cpugrpo.hw import hardware
 
 FIX = Path(__file__).parent / "fixtures" / "cpu"
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from cpugrpo.prefix import shared_prefix_logps
+from cpugrpo.train.prefix import shared_prefix_logps
 
 
 def _model(seed=0):

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cpugrpo.report import ReportError, write_report
-from cpugrpo.compare import write_compare
+from cpugrpo.report.machine import ReportError, write_report
+from cpugrpo.report.compare import write_compare
 
 
 def _row(i, threads=2, prompts=4, rollout="fp32", update="fp32", sps=50.0, rss=1000.0, status="ok", machine="m1",
@@ -86,8 +86,8 @@ def test_compare_ratios_match_the_numbers(tmp_path):
 
 
 def test_report_shows_each_baseline_run_with_its_pairs(tmp_path):
-    from cpugrpo.baseline import record, summarize_baseline
-    from cpugrpo.config import TrainConfig
+    from cpugrpo.runs.baseline import record, summarize_baseline
+    from cpugrpo.core.config import TrainConfig
 
     _machine(tmp_path, "m3", [_row(0)])
     cfg = TrainConfig(model="small", batch_size=64, rollout_precision="int8")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cpugrpo.results import ResultsError, load_asv, load_trials, trial_rows_to_records
+from cpugrpo.report.results import ResultsError, load_asv, load_trials, trial_rows_to_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from cpugrpo.rewards import correctness_reward, extract_answer, format_reward
+from cpugrpo.train.rewards import correctness_reward, extract_answer, format_reward
 
 
 @pytest.mark.parametrize("text,expected", [

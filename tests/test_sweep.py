@@ -3,8 +3,9 @@
 
 import pytest
 
-from cpugrpo.config import ConfigError
-from cpugrpo.sweep import SweepSpec, TrialStore, expand_grid, parse_axes
+from cpugrpo.core.config import ConfigError
+from cpugrpo.runs.sweep import SweepSpec, expand_grid, parse_axes
+from cpugrpo.core.store import TrialStore
 
 
 def test_grid_expands_product_and_skips_invalid_points_with_reasons():
@@ -58,7 +59,7 @@ def test_store_appends_whole_rows_and_survives_a_torn_line(tmp_path):
 
 def test_trial_records_a_crash_and_a_timeout(tmp_path, monkeypatch):
     """The runner's failure paths, with a stand-in child (a python that crashes or hangs): no torch needed."""
-    from cpugrpo.trial import TrialSpec, run_trial
+    from cpugrpo.runs.trial import TrialSpec, run_trial
 
     crash = tmp_path / "crash.sh"
     crash.write_text("#!/bin/sh\necho 'RuntimeError: boom' >&2\nexit 7\n")
@@ -78,7 +79,7 @@ def test_trial_records_a_crash_and_a_timeout(tmp_path, monkeypatch):
 
 
 def test_trial_key_ignores_tag_and_steps_field():
-    from cpugrpo.trial import TrialSpec
+    from cpugrpo.runs.trial import TrialSpec
 
     a = TrialSpec(config={"model": "tiny", "steps": 5}, tag="x")
     b = TrialSpec(config={"model": "tiny", "steps": 300}, tag="y")

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from cpugrpo import models, rollout, trainer
-from cpugrpo.config import TrainConfig
+from cpugrpo.train import models, rollout, trainer
+from cpugrpo.core.config import TrainConfig
 
 
 def length_reward(completions, **kwargs):
@@ -68,7 +68,7 @@ def test_rollout_snapshots_follow_the_policy(tiny_dir):
 
 
 def test_train_and_evaluate_writes_a_reloadable_run(tiny_dir, tmp_path):
-    from cpugrpo import evaluate
+    from cpugrpo.train import evaluate
 
     m = trainer.train_and_evaluate(_cfg(tiny_dir, eval_n=9), tmp_path / "run", progress=False)
     assert m["summary"]["measured_steps"] == 1

@@ -2,7 +2,7 @@
 the child's own samples/s against the parent's clock, and its peak RSS against the kernel's accounting."""
 
 
-from cpugrpo.trial import TrialSpec, run_trial
+from cpugrpo.runs.trial import TrialSpec, run_trial
 
 
 def _spec(tiny_dir, **kw):

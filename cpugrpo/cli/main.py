@@ -1,0 +1,203 @@
+"""The ``cpugrpo`` command: parse, build a config, call one library function, print a table or ``--json``.
+
+Thread settings go into the environment in the commands (hw/runtime.py), before torch is imported.
+Errors the user can fix are one line on stderr, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import tables
+from .commands import (cmd_baseline, cmd_compare, cmd_curriculum, cmd_detect, cmd_eval, cmd_probe,
+                       cmd_report, cmd_rollout_bench, cmd_sweep, cmd_train, cmd_tune)
+from .commands import _quiet_libraries
+
+EXIT_BAD_INPUT = 2
+
+
+# -------------------------------------------------------------------------------------------------------- main
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML file with a [train] table (e.g. profiles/<id>/recommended.toml)")
+    p.add_argument("--model", help="preset (tiny, small, qwen2-0.5b) or a local model directory")
+    p.add_argument("--steps", type=int, help="GRPO steps")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
+    p.add_argument("--batch-size", type=int, help="completions per step (prompts per step x num generations)")
+    p.add_argument("--num-generations", type=int, help="completions per prompt (the GRPO group size)")
+    p.add_argument("--max-completion-length", type=int, help="max new tokens per completion")
+    p.add_argument("--learning-rate", type=float, help="AdamW learning rate")
+    p.add_argument("--temperature", type=float, help="sampling temperature of the rollouts")
+    p.add_argument("--seed", type=int, help="seed for data, sampling and the tiny preset")
+    p.add_argument("--update-precision", help="fp32, bf16-autocast or bf16 (weights in bf16)")
+    p.add_argument("--rollout-precision", help="fp32, bf16 or int8 (dynamic quantization)")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute activations in backward (less memory, more time)")
+    p.add_argument("--shared-prefix", action=argparse.BooleanOptionalAction, default=None,
+                   help="update forward runs each distinct prompt once, not once per completion (default on)")
+    p.add_argument("--beta", type=float, help="KL weight; > 0 adds a reference model")
+    p.add_argument("--ref-precision", help="reference model precision: fp32 or bf16")
+    p.add_argument("--memory-budget", type=float, dest="memory_budget_gb",
+                   help="GB the run may use (default: 80%% of available RAM)")
+    p.add_argument("--adaptive-batch", action=argparse.BooleanOptionalAction, default=None,
+                   help="choose the largest batch whose estimated peak memory fits the budget")
+    p.add_argument("--eval-n", type=int, help="held-out problems evaluated before and after")
+    p.add_argument("--eval-precision", help="precision of the evaluating model: fp32, bf16 or int8")
+    p.add_argument("--data", help="GSM8K-format jsonl file to train on instead of synthetic problems")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpugrpo", description="GRPO on CPU: train, measure, tune, report")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train with GRPO and evaluate before/after")
+    _add_train_flags(p)
+    p.add_argument("--run-dir", help="where to write the run (default runs/<time>-<model>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=cmd_train, show=tables.show_train)
+
+    p = sub.add_parser("eval", help="held-out accuracy per difficulty with 95%% intervals")
+    p.add_argument("--model", default="tiny", help="preset or a model/run directory")
+    p.add_argument("--n", type=int, default=600, help="number of held-out problems (balanced over difficulties)")
+    p.add_argument("--precision", default="fp32", help="fp32, bf16 or int8")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out problem set")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="generation limit per answer")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_eval, show=tables.show_eval)
+
+    p = sub.add_parser("curriculum", help="3-stage curriculum with EWC; compare lambdas from the same start")
+    _add_train_flags(p)
+    p.add_argument("--stage-steps", default="basic=30,intermediate=30,advanced=30",
+                   help="GRPO steps per stage, e.g. basic=20,intermediate=20,advanced=20")
+    p.add_argument("--compare-lambda", default="0,5", help="comma-separated EWC lambdas to run (0 = no EWC)")
+    p.add_argument("--fisher-precision", default="fp32", choices=("fp32", "bf16"),
+                   help="storage precision of the Fisher and anchor")
+    p.add_argument("--run-dir", help="where to write the study (default runs/<time>-curriculum)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=cmd_curriculum, show=tables.show_curriculum)
+
+    p = sub.add_parser("detect", help="hardware profile of this machine")
+    p.add_argument("--save", action="store_true", help="write profiles/<id>/hardware.json and record the asv machine")
+    p.add_argument("--isa-cap", help="emulate a lesser ISA: avx2, avx512, avx512_core_bf16")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles are saved")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_detect, show=tables.show_detect)
+
+    p = sub.add_parser("probe", help="roofline microbenchmarks: GEMM fp32/bf16/int8 and memory bandwidth")
+    p.add_argument("--threads", help="comma-separated thread counts (default 1..usable CPUs)")
+    p.add_argument("--n", type=int, default=1024, help="GEMM size (n x n x n)")
+    p.add_argument("--repeats", type=int, default=5, help="samples per measurement")
+    p.add_argument("--bw-mb", type=int, default=256, help="MiB copied by the bandwidth probe")
+    p.add_argument("--isa-cap", help="emulate a lesser ISA: avx2, avx512, avx512_core_bf16")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles are saved")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_probe, show=tables.show_probe)
+
+    p = sub.add_parser("rollout-bench", help="decode speed of fp32 / bf16 / int8 rollout snapshots, interleaved")
+    p.add_argument("--model", default="small", help="preset or model directory")
+    p.add_argument("--precisions", default="fp32,bf16,int8", help="comma-separated rollout precisions")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences decoded together")
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens generated per sequence (forced)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per precision")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_rollout_bench, show=tables.show_rollout_bench)
+
+    p = sub.add_parser("sweep", help="isolated trials over a grid of training settings")
+    p.add_argument("--spec", help="TOML sweep spec with [sweep], [base] and [axes] tables")
+    p.add_argument("--axis", action="append", help="name=v1,v2 (repeatable), e.g. --axis rollout_precision=fp32,int8")
+    p.add_argument("--model", help="model for every point (overrides [base])")
+    p.add_argument("--steps", type=int, help="measured steps per trial (after 1 warm-up step)")
+    p.add_argument("--evaluate", action="store_true", help="also evaluate each trained trial on held-out problems")
+    p.add_argument("--timeout", type=float, help="seconds before a trial is killed and recorded as failed")
+    p.add_argument("--resume", action="store_true", help="skip trials already in the store")
+    p.add_argument("--isa-cap", help="emulate a lesser ISA in every trial (avx2, avx512, avx512_core_bf16); "
+                                     "results go under the emulated machine id. For fewer cores use taskset -c.")
+    p.add_argument("--results-dir", default="results", help="where results/<machine-id>/trials.jsonl lives")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_sweep, show=tables.show_sweep)
+
+    p = sub.add_parser("tune", help="the main job: detect, probe, search, quality gate, recommend, report")
+    p.add_argument("--quick", action="store_true", help="fewer arms and steps (about 5 minutes on 2 cores)")
+    p.add_argument("--model", default="tiny", help="model to tune throughput on (the quality gate always uses tiny)")
+    p.add_argument("--memory-budget", type=float, help="GB a training run may use (default 80%% of available RAM)")
+    p.add_argument("--time-budget", type=float, help="minutes; the search stops starting new axes after this")
+    p.add_argument("--isa-cap", help="tune an emulated lesser ISA (avx2, avx512, avx512_core_bf16); for fewer cores "
+                                     "run under taskset -c")
+    p.add_argument("--check-grid", action="store_true",
+                   help="also measure the full grid of the same axes and compare the tuner's pick with its best")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles/<id>/recommended.toml is written")
+    p.add_argument("--results-dir", default="results", help="where results/<id>/trials.jsonl is appended")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_tune, show=tables.show_tune)
+
+    p = sub.add_parser("baseline", help="TRL GRPOTrainer defaults vs the recommended config, interleaved A B A B")
+    p.add_argument("--config", help="config to compare (default profiles/<id>/recommended-<model>.toml if tuned for "
+                                       "that model, else recommended.toml)")
+    p.add_argument("--model", help="override the config's model, e.g. small")
+    p.add_argument("--batch-size", type=int, help="override completions per step (same on both sides)")
+    p.add_argument("--pairs", type=int, default=3, help="A/B pairs, run alternately")
+    p.add_argument("--steps", type=int, default=3, help="measured steps per trial (after 1 warm-up step)")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles live")
+    p.add_argument("--results-dir", default="results", help="where trial rows are appended")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_baseline, show=tables.show_baseline)
+
+    p = sub.add_parser("report", help="per-machine report (HTML + Markdown + plots) from trials, probes and asv")
+    p.add_argument("--machine", help="machine id (default: this machine)")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles live")
+    p.add_argument("--results-dir", default="results", help="where results/<id>/trials.jsonl lives")
+    p.add_argument("--asv-dir", default=".asv/results", help="asv results directory (optional)")
+    p.add_argument("--out-dir", default="reports", help="reports/<id>/ is written here")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
+    p.set_defaults(func=cmd_report, show=lambda r: print(f"report for {r['machine_id']}: {r['report']}"))
+
+    p = sub.add_parser("compare", help="the same configurations across machines, with ratios and hardware facts")
+    p.add_argument("ids", nargs="+", help="machine ids (directories under profiles/)")
+    p.add_argument("--reference", help="machine the ratios are relative to (default: the first id)")
+    p.add_argument("--name", help="output folder name under reports/compare/")
+    p.add_argument("--profiles-dir", default="profiles", help="where profiles live")
+    p.add_argument("--results-dir", default="results", help="where trials live")
+    p.add_argument("--out-dir", default="reports", help="reports/compare/<name>/ is written here")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=cmd_compare, show=tables.show_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    from ..core.errors import CpugrpoError
+
+    try:
+        if getattr(args, "model", None) and args.command == "eval":
+            args.model = _run_model_dir(args.model)
+        result = args.func(args)
+    except CpugrpoError as e:
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        print(f"cpugrpo {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"cpugrpo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        args.show(result)
+    return 0
+
+
+def _run_model_dir(spec: str) -> str:
+    """A run directory (from `cpugrpo train`) holds its model under model/: accept either."""
+    if os.path.isdir(spec) and not os.path.exists(os.path.join(spec, "config.json")) and \
+            os.path.exists(os.path.join(spec, "model", "config.json")):
+        return os.path.join(spec, "model")
+    return spec
+
+
+if __name__ == "__main__":
+    sys.exit(main())

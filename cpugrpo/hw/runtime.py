@@ -1,0 +1,129 @@
+"""The process's runtime: usable CPUs, the thread and ISA-cap environment, applying threads, the environment snapshot.
+
+One definition of each, used by the CLI, the trial runner, the trainer and the asv suite:
+
+- ``usable_cpus()``: the CPUs this process may run on: its affinity set, capped by the cgroup CPU quota (a container
+  limited to 1.5 CPUs of quota on 8 visible cores gets 1). ``hardware.count_usable`` is the rule, shared with the
+  hardware profile.
+- ``resolve_threads(requested)``: the thread count a run uses (the request, or every usable CPU), refused with a
+  fix-it ``ConfigError`` outside 1..usable.
+- ``child_env(threads, isa_cap)``: the environment a measuring process must start with. OpenMP sizes its pool and
+  oneDNN / MKL / ATen read their ISA caps when torch is imported, so these go into the environment *before* torch
+  starts: ``prepare_process`` for this process (the CLI, before its first torch import), ``child_env`` for a child.
+- ``apply_threads(threads)``: ``torch.set_num_threads`` once, returning what torch reports back.
+- ``environment_snapshot()``: package versions, the thread facts that took effect, the variables above and the git
+  commit: recorded in every result row.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..core.errors import ConfigError
+from .hardware import ISA_CAPS, cgroup_cpu_quota, count_usable
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+ISA_VARS = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+QUIET_ENV = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+             "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+
+
+def affinity() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: affinity, capped by the cgroup quota. A thread count must not exceed it."""
+    return count_usable(len(affinity()), cgroup_cpu_quota())
+
+
+def resolve_threads(requested: int | None, flag: str = "--threads") -> int:
+    """The thread count to run with: ``requested``, or every usable CPU when None; outside 1..usable is refused."""
+    n = usable_cpus()
+    threads = n if requested is None else requested
+    if not 1 <= threads <= n:
+        raise ConfigError(f"threads {threads} is outside 1..{n} (the usable CPUs of this process): use {flag} 1..{n}")
+    return threads
+
+
+def isa_cap_env(cap: str | None) -> dict[str, str]:
+    """The variables that cap oneDNN, MKL and ATen at a lesser ISA (read when torch is imported)."""
+    if not cap:
+        return {}
+    if cap not in ISA_CAPS:
+        raise ConfigError(f"unknown ISA cap {cap!r}: use one of {', '.join(ISA_CAPS)}")
+    c = ISA_CAPS[cap]
+    return {"ONEDNN_MAX_CPU_ISA": c["onednn"], "MKL_ENABLE_INSTRUCTIONS": c["mkl"], "ATEN_CPU_CAPABILITY": c["aten"]}
+
+
+def child_env(threads: int, isa_cap: str | None = None, extra: dict | None = None, base: dict | None = None) -> dict:
+    """The environment of a measuring child process: ``base`` (default: this process's) with the thread count, any
+    ISA cap, quiet offline libraries, and ``extra`` on top."""
+    env = dict(os.environ if base is None else base)
+    env.update({var: str(threads) for var in THREAD_VARS})
+    env.update(isa_cap_env(isa_cap))
+    env.update(QUIET_ENV)
+    env["PYTHONWARNINGS"] = "ignore"
+    env.update({k: str(v) for k, v in (extra or {}).items()})
+    return env
+
+
+def prepare_process(threads: int | None = None, isa_cap: str | None = None) -> None:
+    """Put the thread count and ISA cap into this process's environment; call before torch is imported."""
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    if threads is not None:
+        os.environ.update({var: str(threads) for var in THREAD_VARS})
+    os.environ.update(isa_cap_env(isa_cap))
+
+
+def apply_threads(threads: int) -> int:
+    """Set torch's intra-op thread count; returns what torch reports back. ``prepare_process`` / ``child_env`` have
+    already put the count into OMP_NUM_THREADS, so OpenMP's pool is created at that size rather than resized."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def git_commit(cwd: str | None = None) -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=cwd or os.path.dirname(os.path.abspath(__file__)))
+        sha = out.stdout.strip()
+        if out.returncode != 0 or not sha:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=cwd or os.path.dirname(os.path.abspath(__file__)))
+        return sha + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment_snapshot() -> dict:
+    """Package versions, thread settings that took effect, and the commit: attached to every result."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    versions = {}
+    for pkg in ("cpugrpo", "torch", "transformers", "trl", "accelerate", "datasets", "tokenizers"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "python": platform.python_version(),
+        "versions": versions,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "env": {k: os.environ.get(k) for k in THREAD_VARS + ISA_VARS if os.environ.get(k) is not None},
+        "commit": git_commit(),
+    }

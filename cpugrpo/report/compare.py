@@ -1,0 +1,160 @@
+"""`cpugrpo compare ID ID ...`: the same configurations side by side across machines, ratios to a reference machine,
+and the hardware differences that explain them. Writes ``reports/compare/<name>/{index.html, report.md, *.png}``.
+
+A configuration (same model, threads, prompts per step, precisions and checkpointing) is listed where the reference
+machine and at least one other measured it; a machine that did not (e.g. 2 threads on a 1-core machine) shows a gap.
+Each machine's number is the median samples/s over all its trials of that configuration; the ratio is machine /
+reference of exactly the numbers in the table.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from . import plots
+from .machine import ReportError
+from .render import figure_png, html_table, md_table, probe_peak, read_json
+
+CONFIG = list(plots.KNOBS)  # every knob: configurations differing in any one are different rows
+
+
+def gather(ids: list[str], profiles_dir="profiles", results_dir="results") -> dict:
+    from .results import ResultsError, load_trials
+
+    machines = {}
+    for mid in ids:
+        prof = read_json(Path(profiles_dir) / mid / "hardware.json")
+        if prof is None:
+            raise ReportError(f"no profile for {mid} under {profiles_dir}/: check the id (ls {profiles_dir})")
+        try:
+            df = load_trials(Path(results_dir) / mid)
+        except ResultsError:
+            df = None
+        machines[mid] = {"profile": prof, "probes": read_json(Path(profiles_dir) / mid / "probes.json"), "trials": df}
+    return machines
+
+
+def table(machines: dict, reference: str):
+    """Pure: one row per configuration the reference and at least one other machine measured; samples/s per machine
+    (NaN where not measured) and the ratio to the reference."""
+    import pandas as pd
+
+    frames = []
+    for mid, m in machines.items():
+        if m["trials"] is None or m["trials"].empty:
+            continue
+        w = plots.wide(m["trials"], "trial.samples_per_s")  # one row per configuration: median over its trials
+        frames.append(w[CONFIG + ["value"]].rename(columns={"value": mid}).set_index(CONFIG))
+    if len(frames) < 2 or reference not in [f.columns[0] for f in frames]:
+        return pd.DataFrame()
+    t = pd.concat(frames, axis=1, join="outer").reset_index()
+    others = [m for m in machines if m != reference and m in t]
+    t = t[t[reference].notna() & t[others].notna().any(axis=1)].reset_index(drop=True)
+    for mid in others:
+        t[f"{mid} / {reference}"] = t[mid] / t[reference]
+    return t
+
+
+def hardware_rows(machines: dict) -> list[tuple]:
+    rows = []
+    for mid, m in machines.items():
+        p, pr = m["profile"], m["probes"]
+        fmt = lambda v, u: f"{v:.1f} {u}" if v else "not measured"
+        rows.append((mid, p.get("isa_class"), p.get("n_usable"), fmt(probe_peak(pr, "fp32", None), "GFLOP/s"),
+                     fmt(probe_peak(pr, "bf16", None), "GFLOP/s"), fmt(probe_peak(pr, "bandwidth", None), "GB/s"),
+                     ("emulated: " + json.dumps(p["emulated"])) if p.get("emulated") else "real hardware"))
+    return rows
+
+
+HW_HEADER = ("machine", "ISA class", "usable CPUs", "fp32 GEMM", "bf16 GEMM", "copy bandwidth", "kind")
+
+
+def render_figure(t, machines: dict, reference: str):
+    title = "Same configurations across machines"
+    if t.empty:
+        return plots.missing(title, "no configuration was measured on the reference and another machine")
+    fig, (a1, a2) = plots._fig(title, size=(11, 0.5 * len(t) + 3), ncols=2)
+    labels = [f"{r.model} {r.threads}t {r.prompts_per_step}p upd {r.update_precision} roll {r.rollout_precision}"
+              f"{' shared prefix' if r.shared_prefix else ''}{' ckpt' if r.gradient_checkpointing else ''}"
+              for r in t.itertuples()]
+    n = len(machines)
+    h = 0.8 / n
+    colors = {mid: f"C{i}" for i, mid in enumerate(machines)}
+    for i, mid in enumerate(machines):
+        if mid not in t:
+            continue
+        a1.barh([j + i * h for j in range(len(t))], t[mid].fillna(0), height=h, label=_short(mid, machines),
+                color=colors[mid])
+    a1.set_yticks([j + 0.4 - h / 2 for j in range(len(t))])
+    a1.set_yticklabels(labels, fontsize=7)
+    a1.set_xlabel("samples/s (median)")
+    a1.legend(fontsize=7)
+    others = [m for m in machines if m != reference and f"{m} / {reference}" in t]
+    for i, mid in enumerate(others):
+        a2.barh([j + i * 0.8 / max(1, len(others)) for j in range(len(t))], t[f"{mid} / {reference}"].fillna(0),
+                height=0.8 / max(1, len(others)), label=_short(mid, machines), color=colors[mid])
+    a2.axvline(1.0, color="grey", lw=0.8)
+    a2.set_yticks([])
+    a2.set_xlabel(f"ratio to {_short(reference, machines)} (no bar: not measured there)")
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _short(mid: str, machines: dict) -> str:
+    p = machines[mid]["profile"]
+    tag = " (emulated)" if p.get("emulated") else ""
+    return f"{p.get('isa_class')} {p.get('n_usable')}c{tag}"
+
+
+def render_markdown(machines, t, reference, png_name) -> str:
+    out = ["# cpugrpo comparison", "", f"Reference machine: `{reference}`. Ratios are machine / reference of median "
+           "samples/s, from the numbers in the table.", "", "## Hardware", "",
+           md_table(hardware_rows(machines), HW_HEADER), "", f"![comparison]({png_name})", "",
+           "## Configurations measured on the reference and at least one other machine", ""]
+    if t.empty:
+        out.append("None: run the same sweep on each machine.")
+    else:
+        out.append(md_table([tuple(("not measured" if v != v else f"{v:.3f}") if isinstance(v, float) else v for v in r)
+                              for r in t.itertuples(index=False)], list(t.columns)))
+    return "\n".join(out) + "\n"
+
+
+def render_html(machines, t, reference, png: bytes) -> str:
+    import base64
+
+    e = html.escape
+    body = [f"<h1>cpugrpo comparison</h1><p>Reference machine: <code>{e(reference)}</code>. Ratios are machine / "
+            "reference of median samples/s, from the numbers in the table.</p>",
+            "<h2>Hardware</h2>" + html_table(hardware_rows(machines), HW_HEADER),
+            f"<img alt='comparison' style='max-width:100%' src='data:image/png;base64,{base64.b64encode(png).decode()}'>",
+            "<h2>Configurations measured on the reference and at least one other machine</h2>" +
+            (t.to_html(index=False, escape=True, na_rep="not measured", float_format=lambda v: f"{v:.3f}")
+             if not t.empty else
+             "<p>None: run the same sweep on each machine.</p>")]
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>cpugrpo comparison</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
+            "td,th{border:1px solid #ccc;padding:3px 7px}</style></head><body>" + "\n".join(body) + "</body></html>")
+
+
+def write_compare(ids: list[str], reference: str | None = None, name: str | None = None, profiles_dir="profiles",
+                  results_dir="results", out_root="reports/compare") -> dict:
+    from ..core.store import atomic_write_text
+
+    if len(ids) < 2:
+        raise ReportError("compare needs at least two machine ids: cpugrpo compare ID ID ...")
+    reference = reference or ids[0]
+    if reference not in ids:
+        raise ReportError(f"reference {reference!r} is not among the compared ids: pass one of them to --reference")
+    machines = gather(ids, profiles_dir, results_dir)
+    t = table(machines, reference)
+    out = Path(out_root) / (name or "-vs-".join(i[:40] for i in ids)[:200])
+    out.mkdir(parents=True, exist_ok=True)
+    png = figure_png(render_figure(t, machines, reference))
+    (out / "comparison.png").write_bytes(png)
+    atomic_write_text(out / "report.md", render_markdown(machines, t, reference, "comparison.png"))
+    atomic_write_text(out / "index.html", render_html(machines, t, reference, png))
+    return {"report": str(out / "index.html"), "reference": reference, "configurations": len(t),
+            "table": json.loads(t.to_json(orient="records")) if not t.empty else []}

@@ -1,0 +1,350 @@
+"""Per-machine reports and cross-machine comparisons: ``reports/<machine-id>/{index.html, report.md, *.png}`` and
+``reports/compare/<name>/{index.html, report.md, *.png}``.
+
+``gather*`` read files; ``render_*`` are pure (data in, str or Figure out); ``write_*`` do the I/O. The HTML is
+self-contained (figures embedded as base64 PNG, no scripts, no server); every string taken from data is escaped.
+Missing data never fail a report: each figure and section says what is missing instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+from . import plots
+from .render import figure_png, html_table, md_table, probe_peak, read_json
+from .results import ResultsError
+from ..core.errors import CpugrpoError
+
+BYTES = {"fp32": 4, "bf16": 2, "int8": 1}
+# Mean prompt length of the synthetic training prompts with the chat template, tiny tokenizer (measured over 300
+# prompts: mean 39.3, min 24, max 65). Padding to the longest prompt of a batch adds computed-but-useless tokens, so
+# the MFU below counts useful FLOPs only (memory.py's 80 is a deliberately high bound for memory, not this).
+MEAN_PROMPT_TOKENS = 39
+
+
+class ReportError(CpugrpoError, ValueError):
+    """Cannot build a report at all (no profile); the message names the fix."""
+
+
+def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results") -> dict:
+    from .results import load_asv, read_trials, trials_frame
+    from ..core.store import TrialStore
+
+    prof_dir = Path(profiles_dir) / machine_id
+    profile = read_json(prof_dir / "hardware.json")
+    if profile is None:
+        raise ReportError(f"no profile for {machine_id} in {prof_dir}: run `cpugrpo detect --save` (or `cpugrpo "
+                          f"tune`) on that machine, or pass --machine with an id under {profiles_dir}/")
+    data = {"machine_id": machine_id, "profile": profile, "probes": read_json(prof_dir / "probes.json"),
+            "tune": read_json(prof_dir / "tune.json"), "missing": []}
+    try:
+        rows, data["problems"] = read_trials(Path(results_dir) / machine_id)
+        data["trials"] = trials_frame(rows, data["problems"])
+    except ResultsError as e:
+        rows, data["trials"], data["problems"] = [], None, []
+        data["missing"].append(str(e))
+    data["effective"] = _effective(rows, data["tune"])
+    data["baselines"], problems = TrialStore(Path(results_dir) / machine_id / "baselines.jsonl").rows()
+    data["problems"] = list(data["problems"]) + problems
+    data["asv"] = None
+    if Path(asv_dir).is_dir():
+        try:
+            a = load_asv(asv_dir)
+            data["asv"] = a[a.machine == machine_id] if not a.empty else a
+        except ResultsError as e:
+            data["missing"].append(str(e))
+    if data["probes"] is None:
+        data["missing"].append("no probes.json: roofline figures need `cpugrpo probe`")
+    if data["tune"] is None:
+        data["missing"].append("no tune.json: run `cpugrpo tune` for a recommendation")
+    return data
+
+
+def roofline_rows(df, probes) -> list[dict]:
+    """MFU of the update phase and decode tokens/s against weight-bytes / bandwidth, per speed trial (pure)."""
+    from ..train.memory import shape_of
+
+    if df is None or probes is None:
+        return []
+    s = plots.wide(df, "trial.samples_per_s")
+    if s.empty:
+        return []
+    get = {m: plots.wide(df, f"trial.{m}").set_index("key").value for m in ("tokens_per_s", "update_s", "rollout_s",
+                                                                              "step_s")}
+    s = s.copy()
+    s["pair"] = s.update_precision + "/" + s.rollout_precision
+    ref = plots.ref_group(s, ["model", "threads", "prompts_per_step", "gradient_checkpointing"], "pair")
+    out = []
+    for _, r in plots._select(s, ref).drop_duplicates(["update_precision", "rollout_precision"]).iterrows():
+        try:
+            n = shape_of(r.model).n_params
+        except Exception:  # noqa: BLE001 - a model directory that is gone: no roofline row for it
+            continue
+        k = r.key
+        tokens_step = get["tokens_per_s"].get(k, float("nan")) * get["step_s"].get(k, float("nan"))
+        mean_len = tokens_step / r.batch_size
+        flops = 6 * n * r.batch_size * (MEAN_PROMPT_TOKENS + mean_len)
+        peak = probe_peak(probes, "bf16" if str(r.update_precision).startswith("bf16") else "fp32", r.threads)
+        upd = get["update_s"].get(k)
+        bw = probe_peak(probes, "bandwidth", r.threads)
+        rollout = get["rollout_s"].get(k)
+        out.append({"label": f"{r.model} {r.threads}t b{r.batch_size} upd {r.update_precision} roll "
+                             f"{r.rollout_precision}{' ckpt' if r.gradient_checkpointing else ''}",
+                    "mfu": flops / upd / (peak * 1e9) if upd and peak else None,
+                    "decode_tps": tokens_step / rollout if rollout else float("nan"),
+                    "decode_bound": r.batch_size * bw * 1e9 / (n * BYTES[r.rollout_precision]) if bw else float("nan"),
+                    "params": n, "gemm_peak_gflops": peak, "bandwidth_gbps": bw})
+    return out[:14]
+
+
+def render_figures(data: dict) -> dict:
+    """name -> Figure. Pure apart from matplotlib."""
+    df = data["trials"]
+    empty = df is None or df.empty
+    rec_key = _recommended_key(data)
+    gate = {}
+    if not empty:
+        acc = df[(df.benchmark == "trial.accuracy") & (df.tag == "tune-gate")] if "tag" in df else df.iloc[0:0]
+        for _, r in acc.sort_values("date").iterrows():
+            gate[f"{r.update_precision}/{r.rollout_precision}"] = r.value
+    why = "no trial results (run `cpugrpo tune` or `cpugrpo sweep`)"
+    makers = {
+        "thread_scaling": ("Thread scaling", lambda: plots.thread_scaling(df)),
+        "batch_memory": ("Throughput and memory against batch", lambda: plots.batch_memory(df)),
+        "pareto": ("Pareto front", lambda: plots.pareto(df, rec_key, gate)),
+        "phases": ("Phase breakdown", lambda: plots.phases(df)),
+        "roofline": ("Roofline", lambda: plots.roofline(roofline_rows(df, data["probes"]))),
+        "accuracy": ("Accuracy by precision", lambda: plots.accuracy(df)),
+    }
+    figs = {}
+    for name, (title, make) in makers.items():
+        if empty:
+            figs[name] = plots.missing(title, why)
+            continue
+        try:
+            figs[name] = make()
+        except Exception as e:  # noqa: BLE001 - data we did not foresee: say so in the figure, keep the report
+            figs[name] = plots.missing(title, f"could not plot these data ({type(e).__name__}: {e})"[:160])
+    figs["history"] = plots.history(data.get("asv"))
+    return figs
+
+
+def _recommended_key(data) -> dict | None:
+    """The recommended configuration's knob values (figures aggregate trials per configuration)."""
+    tune = data.get("tune") or {}
+    tid = (tune.get("evidence") or {}).get("trial_id")
+    df = data["trials"]
+    if tid is None or df is None or df.empty:
+        return None
+    m = df[df.trial_id == tid]
+    return {k: m[k].iloc[0] for k in plots.KNOBS} if not m.empty else None
+
+
+CAPTIONS = {
+    "thread_scaling": "Median samples/s per thread count with the ideal linear line; labels give parallel efficiency.",
+    "batch_memory": "Throughput and the trial process's peak RSS (kernel high-water mark) against prompts per step.",
+    "pareto": "Every speed trial; the blue line joins the configurations no other beats on both throughput and "
+              "memory (one model). Accuracy: the newest quality-gate trial of the precision pair (tiny preset; quick tunes train "
+              "15 steps, full tunes 40).",
+    "phases": "Median seconds per step in rollout (generation), scoring (rewards) and update (everything else).",
+    "roofline": "Left: update-phase useful model FLOP/s (6 x parameters x (mean prompt + mean completion tokens) x "
+                "completions / update time; padding not counted) over the measured GEMM peak at the same thread "
+                "count and precision. Right: decode tokens/s against the bound "
+                "completions x copy bandwidth / weight bytes (each decode step reads every weight once). Estimates "
+                "from the formulas shown; attention and KV-cache traffic are left out.",
+    "accuracy": "Greedy exact match on 600 fixed held-out problems after the same short GRPO training.",
+    "history": "asv results per commit, each line relative to its value at the oldest commit.",
+}
+
+
+def trials_table(df):
+    """The newest ok row per configuration, fastest first, plus failed trials with their reasons (pure)."""
+    import pandas as pd
+
+    if df is None or df.empty:
+        return pd.DataFrame()
+    s = plots.wide(df, "trial.samples_per_s")
+    m = plots.wide(df, "trial.peak_rss_mb").set_index("key").value
+    s = s.copy()
+    cols = ["trial_id", "model", "threads", "prompts_per_step", "update_precision", "rollout_precision",
+            "gradient_checkpointing"]
+    t = s[cols].copy()
+    t["samples/s (median)"] = s.value.round(2)  # median over the configuration's trials
+    t["min..max"] = [f"{a:.2f}..{b:.2f}" for a, b in zip(s.ci_low, s.ci_high)]
+    t["peak RSS MiB"] = [round(m.get(k, float("nan"))) for k in s.key]
+    t["trials"] = s.n_trials
+    t["noisy"] = s.noisy.map({True: "yes", False: ""})
+    t = t.sort_values("samples/s (median)", ascending=False)
+    failed = df[df.status.isin(["failed", "skipped"])]
+    if not failed.empty:
+        f = failed[cols].copy()
+        f["samples/s (median)"] = float("nan")
+        f["min..max"] = [f"{st}: {str(r)[:80]}" for st, r in zip(failed.status, failed.reason)]
+        t = pd.concat([t, f])
+    return t.reset_index(drop=True)
+
+
+def _hardware_rows(p: dict, probes: dict | None) -> list[tuple[str, str]]:
+    rows = [("machine id", p.get("machine_id")), ("CPU", p.get("model_name")),
+            ("microarchitecture", p.get("microarch")), ("ISA class", p.get("isa_class")),
+            ("usable CPUs", f"{p.get('n_usable')} of {p.get('logical_cpus')} logical ({p.get('physical_cores')} "
+                            f"physical)"),
+            ("caches L1d/L2/L3 (KiB)", f"{p.get('l1d_kb')}/{p.get('l2_kb')}/{p.get('l3_kb')}"),
+            ("RAM (GiB)", p.get("ram_total_gb")), ("NUMA nodes", len(p.get("numa_nodes") or {}) or "unknown"),
+            ("torch", (p.get("torch") or {}).get("version")),
+            ("emulated", json.dumps(p.get("emulated")) if p.get("emulated") else "no (real hardware)")]
+    if probes:
+        for kind, unit in (("fp32", "GFLOP/s"), ("bf16", "GFLOP/s"), ("int8", "GOP/s"), ("bandwidth", "GB/s")):
+            v = probe_peak(probes, kind, None)
+            rows.append((f"probe: {kind} {'GEMM' if kind != 'bandwidth' else 'copy'}",
+                         f"{v:.1f} {unit}" if v else "not measured"))
+    return [(k, str(v)) for k, v in rows]
+
+
+def _df_rows(t):
+    return [tuple("" if (isinstance(v, float) and v != v) else v for v in r) for r in t.itertuples(index=False)]
+
+
+def _recommendation_lines(tune: dict | None) -> list[str]:
+    if not tune:
+        return ["No recommendation yet: run `cpugrpo tune` on this machine."]
+    ev = tune["evidence"]
+    lines = ["Use: `cpugrpo train --config profiles/" + ev["machine_id"] + "/recommended.toml`",
+             "Settings: " + ", ".join(f"{k} = {v}" for k, v in tune["train"].items()),
+             f"Measured {ev['samples_per_s']:.1f} samples/s (range {ev['samples_per_s_range'][0]:.1f}-"
+             f"{ev['samples_per_s_range'][1]:.1f}), peak RSS {ev['peak_rss_mb']:.0f} MiB (trial {ev['trial_id']}, "
+             f"{ev['mode']} tune, {ev['tuned_at']})."]
+    lines += [f"{k}: {v}" for k, v in tune["reasons"].items()]
+    return lines
+
+
+BASELINE_HEADER = ("when (UTC)", "model", "completions/step", "cpugrpo settings", "TRL defaults samples/s",
+                   "cpugrpo samples/s", "ratio (per pair)", "cpugrpo commit")
+
+
+def baseline_rows(runs: list[dict]) -> list[tuple]:
+    """One row per `cpugrpo baseline` run: medians with min..max, and the ratio of every interleaved pair."""
+    def sps(s):
+        return f"{s['median']:.2f} ({s['min']:.2f}..{s['max']:.2f})" if s.get("n") else "failed"
+
+    out = []
+    for r in sorted(runs, key=lambda r: r.get("started_at") or 0):
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"])) if r.get("started_at") else "?"
+        ratio = (f"{r['ratio']['median']:.2f}x ({', '.join(f'{x:.2f}' for x in r['ratios'])})" if r["ratios"]
+                 else "no complete pair")
+        c = r["config"]
+        settings = (f"{c['threads'] or 'all'} threads, {c['update_precision']} update, "
+                    f"{c['rollout_precision']} rollout, shared prefix {'on' if c.get('shared_prefix') else 'off'}"
+                    f"{', checkpointing' if c['gradient_checkpointing'] else ''}")
+        out.append((when, c["model"], c["batch_size"], settings, sps(r["trl_defaults_samples_per_s"]),
+                    sps(r["cpugrpo_samples_per_s"]), ratio, (r.get("commit") or "?")[:10]))
+    return out
+
+
+BASELINE_TEXT = ("`cpugrpo baseline`: TRL's GRPOTrainer with its own defaults (A) against a cpugrpo config (B) on the "
+                 "same model, prompts, completions per step and steps, alternating A B A B in separate processes; "
+                 "1 warm-up step excluded, medians over the measured steps.")
+
+
+def render_markdown(data: dict, figure_files: dict) -> str:
+    p = data["profile"]
+    out = [f"# cpugrpo report: {p.get('machine_id')}", ""]
+    if p.get("emulated"):
+        out += [f"**Emulated machine**: {json.dumps(p['emulated'])} on real hardware {p.get('model_name')}.", ""]
+    out += ["## Hardware", "", md_table(_hardware_rows(p, data["probes"]), ("fact", "value")), ""]
+    out += ["## What to use here and why", ""] + [f"- {x}" for x in _recommendation_lines(data["tune"])] + [""]
+    if data["baselines"]:
+        out += ["## Against TRL's GRPOTrainer defaults", "", BASELINE_TEXT, "",
+                md_table(baseline_rows(data["baselines"]), BASELINE_HEADER), ""]
+    eff = data["effective"]
+    if eff:
+        out += ["## Effective settings (recommended trial)", "", md_table(list(eff.items()), ("setting", "value")), ""]
+    if data["missing"] or data["problems"]:
+        out += ["## Missing data", ""] + [f"- {m}" for m in data["missing"] + data["problems"]] + [""]
+    for name, path in figure_files.items():
+        out += [f"## {name.replace('_', ' ').capitalize()}", "", f"![{name}]({path})", "", CAPTIONS[name], ""]
+    t = trials_table(data["trials"])
+    out += ["## Configurations (median over their trials, min..max over every measured step; failures last)", ""]
+    out += [md_table(_df_rows(t), list(t.columns)) if not t.empty else "No trials.", ""]
+    if _random_weights(data):
+        out += ["Models with random weights (small, qwen2-0.5b): their accuracy is not meaningful.", ""]
+    out += [f"Trials: {len(t)} rows from `results/{p.get('machine_id')}/trials.jsonl`; each ran in its own process "
+            f"(1 warm-up step excluded, medians over the measured steps; min..max is the step-to-step range)."]
+    return "\n".join(out) + "\n"
+
+
+def _random_weights(data) -> bool:
+    df = data["trials"]
+    return df is not None and not df.empty and bool(df.random_weights.fillna(False).any())
+
+
+def _effective(rows: list[dict], tune: dict | None) -> dict:
+    """The effective settings recorded by the recommended trial."""
+    tid = ((tune or {}).get("evidence") or {}).get("trial_id")
+    if not tid:
+        return {}
+    for r in rows:
+        if r.get("trial_id") == tid:
+            e = r.get("effective", {})
+            return {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in e.items()}
+    return {}
+
+
+def render_html(data: dict, pngs: dict[str, bytes]) -> str:
+    """Self-contained HTML: figures inline as base64, all data strings escaped, pandas tables (escape=True)."""
+    e = html.escape
+    p = data["profile"]
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             f"<title>cpugrpo report: {e(str(p.get('machine_id')))}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;"
+             "text-align:left}img{max-width:100%}.warn{color:#a33}.cap{color:#555;font-size:13px}</style>",
+             "</head><body>", f"<h1>cpugrpo report: {e(str(p.get('machine_id')))}</h1>"]
+    if p.get("emulated"):
+        parts.append(f"<p class='warn'><b>Emulated machine</b>: {e(json.dumps(p['emulated']))}</p>")
+    parts.append("<h2>Hardware</h2>" + html_table(_hardware_rows(p, data["probes"]), ("fact", "value")))
+    parts.append("<h2>What to use here and why</h2><ul>" +
+                 "".join(f"<li>{e(x)}</li>" for x in _recommendation_lines(data["tune"])) + "</ul>")
+    if data["baselines"]:
+        parts.append(f"<h2>Against TRL's GRPOTrainer defaults</h2><p>{e(BASELINE_TEXT)}</p>"
+                     + html_table(baseline_rows(data["baselines"]), BASELINE_HEADER))
+    eff = data["effective"]
+    if eff:
+        parts.append("<h2>Effective settings (recommended trial)</h2>" + html_table(list(eff.items()),
+                                                                                    ("setting", "value")))
+    if data["missing"] or data["problems"]:
+        parts.append("<h2>Missing data</h2><ul>" + "".join(f"<li>{e(m)}</li>" for m in data["missing"] +
+                                                          data["problems"]) + "</ul>")
+    for name, png in pngs.items():
+        b64 = base64.b64encode(png).decode()
+        parts.append(f"<h2>{e(name.replace('_', ' ').capitalize())}</h2><img alt='{e(name)}' "
+                     f"src='data:image/png;base64,{b64}'><p class='cap'>{e(CAPTIONS[name])}</p>")
+    t = trials_table(data["trials"])
+    parts.append("<h2>Trials</h2>" + (t.to_html(index=False, escape=True, na_rep="") if not t.empty else "<p>No trials.</p>"))
+    if _random_weights(data):
+        parts.append("<p class='warn'>Models with random weights (small, qwen2-0.5b): accuracy not meaningful.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results",
+                 out_root="reports") -> str:
+    from ..core.store import atomic_write_text
+
+    data = gather(machine_id, profiles_dir, results_dir, asv_dir)
+    out = Path(out_root) / machine_id
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = {name: figure_png(fig) for name, fig in render_figures(data).items()}
+    for name, png in pngs.items():
+        tmp = out / f".{name}.png.tmp"
+        tmp.write_bytes(png)
+        os.replace(tmp, out / f"{name}.png")
+    atomic_write_text(out / "report.md", render_markdown(data, {n: f"{n}.png" for n in pngs}))
+    atomic_write_text(out / "index.html", render_html(data, pngs))
+    return str(out / "index.html")

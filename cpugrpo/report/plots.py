@@ -1,0 +1,326 @@
+"""The report's figures: pure functions from a tidy trials DataFrame (results.py) to matplotlib Figures.
+
+Every function returns a Figure, also when its data are missing: then the figure says what is missing instead of
+plotting, so a partial report still renders. Titles, labelled axes with units and legends on every plot.
+"""
+
+from __future__ import annotations
+
+
+KNOBS = ("model", "threads", "prompts_per_step", "update_precision", "rollout_precision", "shared_prefix",
+         "gradient_checkpointing")
+PHASE_COLORS = {"rollout": "#4C72B0", "scoring": "#DD8452", "update": "#55A868"}
+
+
+def _fig(title: str, size=(7.5, 4.5), ncols: int = 1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=size, squeeze=False)
+    fig.suptitle(title, fontsize=12)
+    return fig, list(axes[0])
+
+
+def missing(title: str, why: str):
+    """A placeholder figure that states what is missing."""
+    fig, (ax,) = _fig(title, size=(7.5, 2.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"not plotted: {why}", ha="center", va="center", fontsize=10, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def wide(df, metric: str):
+    """One row per configuration (the KNOBS) with ``metric``: ``value`` is the median over every ok trial of that
+    configuration (tuner, grid, sweeps, re-measures), ``ci_low``/``ci_high`` the lowest and highest step seen in any
+    of them, ``n_trials`` how many; ``key``/``tag``/``date`` are the newest trial's. Repeats of a configuration
+    minutes apart differ by up to ~25% on a shared VM: one figure shows them all through the range."""
+    d = df[(df.benchmark == metric) & (df.status == "ok")]
+    if "mode" in d:  # cpugrpo baseline's side A (plain TRL with its defaults) is not a cpugrpo configuration
+        d = d[d["mode"].fillna("cpugrpo") == "cpugrpo"]
+    if d.empty:
+        return d
+    d = d.sort_values("date")
+    g = d.groupby(list(KNOBS), dropna=False)
+    out = g.tail(1).set_index(list(KNOBS))
+    out["value"] = g.value.median()
+    if "ci_low" in d:
+        out["ci_low"] = g.ci_low.min().fillna(out["value"])
+        out["ci_high"] = g.ci_high.max().fillna(out["value"])
+    out["n_trials"] = g.size()
+    return out.reset_index()
+
+
+def ref_group(d, others: list, vary: str) -> dict:
+    """The setting of ``others`` to plot ``vary`` at: the group with the most values of ``vary``, ties broken by
+    the highest throughput (so plots sit at the configuration a user would run)."""
+    stats = d.groupby(others, dropna=False).agg(n=(vary, "nunique"), best=("value", "max"))
+    key = stats.sort_values(["n", "best"], ascending=False).index[0]
+    return dict(zip(others, key if isinstance(key, tuple) else (key,)))
+
+
+def _select(d, ref: dict):
+    mask = None
+    for k, v in ref.items():
+        m = d[k] == v
+        mask = m if mask is None else mask & m
+    return d[mask]
+
+
+def _label(row, vary: tuple) -> str:
+    parts = []
+    for k in vary:
+        v = row[k]
+        if k == "gradient_checkpointing":
+            v = "ckpt on" if v else "ckpt off"
+        elif k == "threads":
+            v = f"{v} thr"
+        elif k == "prompts_per_step":
+            v = f"{v} prompts"
+        parts.append(str(v))
+    return ", ".join(parts)
+
+
+def thread_scaling(df):
+    title = "Thread scaling of GRPO throughput"
+    d = wide(df, "trial.samples_per_s")
+    if d.empty:
+        return missing(title, "no successful trials")
+    others = [k for k in KNOBS if k != "threads"]
+    key = ref_group(d, others, "threads")
+    g = _select(d, key).sort_values("threads")
+    if g.threads.nunique() < 2:
+        return missing(title, "only one thread count was measured (run a sweep with --axis threads=1,2,...)")
+    fig, (ax,) = _fig(title)
+    t0, v0 = g.threads.iloc[0], g.value.iloc[0]
+    ax.plot(g.threads, g.value, "o-", label="measured (median)", color="#4C72B0")
+    ax.errorbar(g.threads, g.value, yerr=[g.value - g.ci_low, g.ci_high - g.value], fmt="none", ecolor="#4C72B0",
+                capsize=4, label="min-max over measured steps")
+    ax.plot(g.threads, v0 * g.threads / t0, "--", color="grey", label="ideal (linear from fewest threads)")
+    for t, v in zip(g.threads, g.value):
+        ax.annotate(f"{v / v0 / (t / t0):.0%} eff.", (t, v), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.set_xlabel("threads")
+    ax.set_ylabel("samples/s (completions per second)")
+    ax.set_xticks(list(g.threads))
+    ax.set_title(f"{key['model']}, {key['prompts_per_step']} prompts/step, update {key['update_precision']}, "
+                 f"rollout {key['rollout_precision']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def batch_memory(df):
+    title = "Throughput and peak memory against prompts per step"
+    s, m = wide(df, "trial.samples_per_s"), wide(df, "trial.peak_rss_mb")
+    if s.empty or s.prompts_per_step.nunique() < 2:
+        return missing(title, "fewer than two prompts-per-step values were measured")
+    fig, (a1, a2) = _fig(title, size=(10, 4.2), ncols=2)
+    others = [k for k in KNOBS if k not in ("prompts_per_step", "gradient_checkpointing")]
+    ref = ref_group(s, others, "prompts_per_step")
+    for gc, color in ((False, "#4C72B0"), (True, "#C44E52")):
+        ss = _select(s, {**ref, "gradient_checkpointing": gc}).sort_values("prompts_per_step")
+        mm = _select(m, {**ref, "gradient_checkpointing": gc}).sort_values("prompts_per_step")
+        label = f"gradient checkpointing {'on' if gc else 'off'}"
+        if not ss.empty:
+            a1.plot(ss.prompts_per_step, ss.value, "o-", color=color, label=label)
+        if not mm.empty:
+            a2.plot(mm.prompts_per_step, mm.value, "s-", color=color, label=label)
+    for ax, ylabel in ((a1, "samples/s"), (a2, "peak RSS (MiB, kernel high-water mark)")):
+        ax.set_xlabel("prompts per step (x num_generations = completions per step)")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(sorted(s.prompts_per_step.unique()))
+        ax.legend(fontsize=8)
+    a1.set_title(f"{ref['model']}, {ref['threads']} threads, update {ref['update_precision']}, rollout "
+                 f"{ref['rollout_precision']}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def pareto(df, recommended: dict | None = None, gate: dict | None = None):
+    """Throughput against peak RSS; the front joined; accuracy from the quality gate per precision pair."""
+    from ..runs.analysis import pareto_front
+
+    title = "Pareto front: throughput against peak memory"
+    s, m = wide(df, "trial.samples_per_s"), wide(df, "trial.peak_rss_mb")
+    if s.empty or m.empty:
+        return missing(title, "no successful trials with both throughput and memory")
+    d = s.merge(m[["key", "value"]].rename(columns={"value": "rss"}), on="key")
+    model = recommended["model"] if recommended and (d.model == recommended["model"]).any() else d.model.mode()[0]
+    d = d[d.model == model]  # one model per front: trading throughput for memory across models means nothing
+    fig, (ax,) = _fig(title + f" ({model})", size=(8, 5))
+    pts = list(zip(d.value, d.rss))
+    front = pareto_front(pts)
+    ax.scatter(d.rss, d.value, color="#8C8C8C", s=25, label="configuration (median over its trials)")
+    f = d.iloc[front].sort_values("rss")
+    ax.plot(f.rss, f.value, "o-", color="#4C72B0", label="Pareto front")
+    notes = []
+    for i, (_, r) in enumerate(f.sort_values("value", ascending=False).iterrows(), 1):
+        acc = (gate or {}).get(f"{r.update_precision}/{r.rollout_precision}")
+        ax.annotate(str(i), (r.rss, r.value), textcoords="offset points", xytext=(-4, 7), fontsize=8,
+                    fontweight="bold", color="#4C72B0")
+        notes.append(f"{i}: {r.value:.1f} samples/s, {r.rss:.0f} MiB - "
+                     f"{_label(r, ('threads', 'prompts_per_step'))}, update {r.update_precision}, rollout "
+                     f"{r.rollout_precision}, prefix {'shared' if r.shared_prefix else 'per row'}, "
+                     f"{'ckpt on' if r.gradient_checkpointing else 'ckpt off'}; "
+                     + (f"gate accuracy {acc:.1%}" if acc is not None else "precision pair not gated"))
+    fig.set_size_inches(8, 5 + 0.22 * len(notes))
+    fig.text(0.02, 0.01, "Pareto front (numbered on the plot):\n" + "\n".join(notes), fontsize=7, va="bottom",
+             family="monospace")
+    rec = _select(d, recommended) if recommended else d.iloc[0:0]
+    if not rec.empty:
+        r = rec.iloc[0]
+        ax.scatter([r.rss], [r.value], marker="*", s=260, color="#C44E52", zorder=5, label="recommended")
+    ax.set_xlabel("peak RSS (MiB)")
+    ax.set_ylabel("samples/s")
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(x=0.1, y=0.1)
+    height = 5 + 0.22 * len(notes)
+    fig.tight_layout(rect=(0, ((len(notes) + 1) * 0.13 + 0.35) / height, 1, 1))
+    return fig
+
+
+def phases(df):
+    title = "Where a GRPO step's time goes, by update and rollout precision"
+    ro, sc, up = (wide(df, f"trial.{p}_s") for p in ("rollout", "scoring", "update"))
+    if ro.empty:
+        return missing(title, "no successful trials with phase timings")
+    keep = ["key", "update_precision", "rollout_precision", "model", "threads", "prompts_per_step",
+            "gradient_checkpointing"]
+    d = ro[keep + ["value"]].rename(columns={"value": "rollout"})
+    d = d.merge(sc[["key", "value"]].rename(columns={"value": "scoring"}), on="key")
+    d = d.merge(up[["key", "value"]].rename(columns={"value": "update"}), on="key")
+    # one bar per precision pair, at the configuration that has the most pairs
+    others = ["model", "threads", "prompts_per_step", "gradient_checkpointing"]
+    d["pair"] = d.update_precision + "/" + d.rollout_precision
+    d["value"] = 1.0 / (d["rollout"] + d["scoring"] + d["update"])
+    refd = ref_group(d, others, "pair")
+    ref = [refd[k] for k in others]
+    d = _select(d, refd).drop_duplicates(["update_precision", "rollout_precision"])
+    d = d.sort_values(["update_precision", "rollout_precision"])
+    fig, (ax,) = _fig(title, size=(11, 4.8))
+    labels = [f"update {u}\nrollout {r}" for u, r in zip(d.update_precision, d.rollout_precision)]
+    bottom = [0.0] * len(d)
+    for phase in ("rollout", "scoring", "update"):
+        ax.bar(labels, d[phase], bottom=bottom, color=PHASE_COLORS[phase], label=phase)
+        bottom = [b + v for b, v in zip(bottom, d[phase])]
+    ax.set_ylabel("seconds per step (median)")
+    ax.set_title(f"{ref[0]}, {ref[1]} threads, {ref[2]} prompts/step, checkpointing {'on' if ref[3] else 'off'}",
+                 fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roofline(rows: list[dict]):
+    """``rows`` from report.roofline_rows: MFU of the update phase and decode tokens/s against its bandwidth bound."""
+    title = "Against the roofline (measured GEMM peak and copy bandwidth)"
+    if not rows:
+        return missing(title, "needs successful trials and probes.json (run `cpugrpo probe`)")
+    fig, (a1, a2) = _fig(title, size=(11, 4.5), ncols=2)
+    labels = [r["label"] for r in rows]
+    mfu = [r["mfu"] if r["mfu"] is not None else 0 for r in rows]
+    a1.barh(labels, mfu, color="#55A868")
+    a1.set_xlabel("update-phase FLOP/s / GEMM peak (MFU)")
+    a1.set_xlim(0, max(1.0, max(mfu) * 1.1))
+    a1.set_title("update: 6 x params x tokens / update time", fontsize=9)
+    dec = [r["decode_tps"] for r in rows]
+    bound = [r["decode_bound"] for r in rows]
+    y = range(len(rows))
+    a2.barh([i + 0.2 for i in y], bound, height=0.4, color="#CCCCCC", label="bound: batch x GB/s / weight bytes")
+    a2.barh([i - 0.2 for i in y], dec, height=0.4, color="#4C72B0", label="measured")
+    a2.set_yticks(list(y))
+    a2.set_yticklabels([])
+    a2.set_xlabel("decode tokens/s (completion tokens / rollout time)")
+    a2.set_xscale("log")
+    a2.set_title("rollout: memory-bandwidth bound", fontsize=9)
+    a2.legend(fontsize=7, loc="lower right")
+    for ax in (a1,):
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy(df):
+    title = "Held-out accuracy by rollout and evaluation precision (95% Wilson intervals)"
+    d = df[(df.benchmark == "trial.accuracy") & (df.status == "ok")] if "benchmark" in df else df.iloc[0:0]
+    if d.empty:
+        return missing(title, "no trials evaluated held-out accuracy (run `cpugrpo tune` or a sweep with --evaluate)")
+    d = d.sort_values("date").drop_duplicates(["key", "eval_precision"], keep="last")
+    fig, (ax,) = _fig(title, size=(8, 4.5))
+    labels = [f"update {u}\nrollout {r}\neval {e}" for u, r, e in zip(d.update_precision, d.rollout_precision,
+                                                                     d.eval_precision)]
+    x = range(len(d))
+    ax.errorbar(list(x), d.value * 100, yerr=[(d.value - d.ci_low) * 100, (d.ci_high - d.value) * 100], fmt="o",
+                capsize=5, color="#4C72B0", label="accuracy after the same short training")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("held-out exact match (%)")
+    ax.margins(x=0.3)
+    if d.random_weights.fillna(False).any():
+        ax.text(0.5, 0.95, "random-weight model: accuracy not meaningful", transform=ax.transAxes, ha="center",
+                color="#C44E52")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def history(asv_df):
+    """A few headline asv series across commits (one environment: the one with the most commits), each relative to
+    its value at the oldest commit: step time and samples/s at the default point, GEMM and copy peaks."""
+    title = "History across commits (asv)"
+    if asv_df is None or asv_df.empty:
+        return missing(title, "no asv results for this machine (run `asv run`)")
+    d = asv_df[asv_df.status == "ok"]
+    if d.empty or d.commit.nunique() < 2:
+        return missing(title, f"asv results hold {asv_df.commit.nunique()} commit(s); history needs two or more")
+    env = d.groupby("env").commit.nunique().idxmax()
+    d = d[d.env == env]
+    if d.commit.nunique() < 2:
+        return missing(title, "no single asv environment holds two or more commits")
+    top = lambda col: d[col].max() if col in d else None
+    default = {"prompts_per_step": 4, "update_precision": "fp32", "rollout_precision": "fp32",
+               "gradient_checkpointing": False, "threads": top("threads")}
+    series = []
+    for bench in ("bench_grpo.GRPOStep.time_step", "bench_grpo.GRPOTrack.track_samples_per_s"):
+        for model in ("tiny", "small"):
+            g = d[(d.benchmark == bench) & (d.get("model") == model)]
+            for k, v in default.items():
+                if k in g:
+                    g = g[g[k] == v]
+            series.append((f"{bench.split('.')[-1]} {model} (default point)", g))
+    for dtype in ("fp32", "bf16"):
+        g = d[(d.benchmark == "bench_probes.GEMM.track_gflops") & (d.get("dtype") == dtype)]
+        series.append((f"GEMM {dtype} GFLOP/s", g[g.threads == g.threads.max()] if not g.empty else g))
+    g = d[d.benchmark == "bench_probes.Bandwidth.track_copy_gbps"]
+    series.append(("copy GB/s", g[g.threads == g.threads.max()] if not g.empty else g))
+    order = d.groupby("commit").date.min().sort_values().index.tolist()
+    fig, (ax,) = _fig(title, size=(9, 4.5))
+    drawn = 0
+    for label, g in series:
+        g = g.drop_duplicates("commit").set_index("commit").reindex(order).value
+        if g.notna().sum() < 2:
+            continue
+        ref = g.dropna().iloc[0]
+        ok = g.notna().to_numpy()
+        ax.plot([i for i, m in enumerate(ok) if m], (g / ref)[ok], "o-", label=label)
+        drawn += 1
+    if not drawn:
+        plt_close(fig)
+        return missing(title, "no headline series has values at two or more commits")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([c[:8] for c in order])
+    ax.set_xlabel(f"commit (oldest first), environment {env}")
+    ax.set_ylabel("value / value at the oldest commit")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plt_close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

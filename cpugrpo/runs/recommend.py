@@ -1,0 +1,109 @@
+"""Choose and explain: the recommended config per machine, with a reason per knob and the evidence behind it.
+
+``build`` turns the tuner's trials into a plain dict; ``render`` makes the TOML text (pure); ``write`` saves it
+atomically. The ``[train]`` table is what ``cpugrpo train --config`` reads; ``[reasons]`` and ``[evidence]`` are for
+people and for the report.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import analysis
+from ..core.config import dump_toml
+
+TUNED_KEYS = ("model", "threads", "batch_size", "num_generations", "max_completion_length", "update_precision",
+              "rollout_precision", "shared_prefix", "gradient_checkpointing")
+
+
+def file_name(model: str) -> str:
+    """``recommended.toml`` for the default model (what `cpugrpo train --config` users want), else one file per
+    model, so tuning ``small`` for throughput does not replace the tiny preset's recommendation.
+
+    >>> file_name("tiny"), file_name("small"), file_name("/models/my run")
+    ('recommended.toml', 'recommended-small.toml', 'recommended-models-my-run.toml')
+    """
+    import re
+
+    if model == "tiny":
+        return "recommended.toml"
+    return f"recommended-{re.sub(r'[^A-Za-z0-9.]+', '-', model).strip('-')}.toml"
+
+
+def _axis_reason(rec: dict, num_generations: int) -> str:
+    """One line per knob: every value tried with its median samples/s and step-to-step range, and the trial ids.
+
+    >>> _axis_reason({"axis": "prompts_per_step", "tried": [{"value": 4, "samples_per_s": 59.8, "range": [55, 61],
+    ...   "status": "ok", "trial_id": "t1"}, {"value": 8, "samples_per_s": None, "status": "failed", "trial_id": "t2"}]}, 8)
+    'samples/s (median, min-max over measured steps) 4 prompts x 8 = batch 32: 59.8 (55.0-61.0), 8 prompts x 8 = batch 64: failed (trials t1, t2)'
+    """
+    if "skipped" in rec:
+        return f"not searched: {rec['skipped']}; default kept"
+    parts = []
+    for t in rec["tried"]:
+        v = t["value"]
+        if isinstance(v, bool):
+            v = "on" if v else "off"
+        elif rec["axis"] == "prompts_per_step":
+            v = f"{v} prompts x {num_generations} = batch {v * num_generations}"
+        rng = f" ({t['range'][0]:.1f}-{t['range'][1]:.1f})" if t.get("range") else ""
+        parts.append(f"{v}: {t['samples_per_s']:.1f}{rng}" if t["samples_per_s"] else f"{v}: {t['status']}")
+    return ("samples/s (median, min-max over measured steps) " + ", ".join(parts)
+            + f" (trials {', '.join(t['trial_id'] for t in rec['tried'])})")
+
+
+def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict, speed_rows: list, front: list,
+          pruned: list, spent_s: float, total_s: float, store_path, budget_mb: float) -> dict:
+    cfg = chosen["config"]
+    train = {k: cfg[k] for k in TUNED_KEYS}
+    reasons = {}
+    for r in record:
+        key = "batch_size" if r["axis"] == "prompts_per_step" else r["axis"]
+        reasons[key] = _axis_reason(r, cfg["num_generations"])
+    pair = (cfg["update_precision"], cfg["rollout_precision"])
+    reasons["quality_gate"] = verdicts[pair]["text"]
+    rejected = [f"{u} update / {ro} rollout: {v['text']}" for (u, ro), v in verdicts.items() if not v["passed"]]
+    if rejected:
+        reasons["rejected"] = "; ".join(rejected)
+    if pruned:
+        reasons["pruned"] = "; ".join(pruned)
+    s = chosen["summary"]
+    front_rows = [speed_rows[i] for i in front]
+    evidence = {
+        "machine_id": profile.machine_id, "isa_class": profile.isa_class, "usable_cpus": profile.n_usable,
+        "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": chosen.get("environment", {}).get("commit"),
+        "mode": "quick" if opts.quick else "full", "search": "coordinate descent, two finalists re-measured",
+        "trial_id": chosen["trial_id"], "samples_per_s": s["samples_per_s"]["median"],
+        "samples_per_s_range": [s["samples_per_s"]["min"], s["samples_per_s"]["max"]],
+        "tokens_per_s": s["tokens_per_s"]["median"], "peak_rss_mb": analysis.peak_rss_mb(chosen),
+        "memory_budget_mb": round(budget_mb), "speed_trials": len(speed_rows), "trial_seconds": round(spent_s, 1),
+        "tune_seconds": round(total_s, 1), "gate_trials": [g["trial_id"] for g in gates.values()],
+        "gate_accuracy": verdicts[pair].get("candidate"), "gate_baseline_accuracy": verdicts[pair].get("baseline"),
+        "pareto_front": [f"{analysis.samples_per_s(r):.1f} samples/s at {analysis.peak_rss_mb(r):.0f} MiB: "
+                         f"{_label(r['config'])} ({r['trial_id']})" for r in
+                         sorted(front_rows, key=analysis.samples_per_s, reverse=True)],
+        "trials_file": str(store_path),
+    }
+    return {"train": train, "reasons": reasons, "evidence": evidence}
+
+
+def _label(c: dict) -> str:
+    return (f"{c['threads']}t, batch {c['batch_size']}, update {c['update_precision']}, rollout "
+            f"{c['rollout_precision']}, shared prefix {'on' if c.get('shared_prefix') else 'off'}, checkpointing "
+            f"{'on' if c['gradient_checkpointing'] else 'off'}")
+
+
+def render(rec: dict) -> str:
+    ev = rec["evidence"]
+    header = (f"cpugrpo recommended config for {ev['machine_id']} ({ev['mode']} tune, {ev['tuned_at']}).\n"
+              f"Use it: cpugrpo train --config <this file>. Only [train] is read; [reasons] and [evidence] say why.\n"
+              f"Measured {ev['samples_per_s']:.1f} samples/s (range {ev['samples_per_s_range'][0]:.1f}-"
+              f"{ev['samples_per_s_range'][1]:.1f}), peak RSS {ev['peak_rss_mb']:.0f} MiB, trial {ev['trial_id']}.")
+    return dump_toml({"train": rec["train"], "reasons": rec["reasons"], "evidence": ev}, header)
+
+
+def write(rec: dict, path) -> str:
+    from ..core.store import atomic_write_text
+
+    atomic_write_text(path, render(rec))
+    return str(path)

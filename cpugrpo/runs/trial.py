@@ -1,0 +1,255 @@
+"""One configuration, measured in its own process: the unit every sweep, the tuner and the baseline are made of.
+
+The parent (``run_trial``) starts ``python -m cpugrpo.runs.trial SPEC OUT`` with the thread variables (and any ISA cap)
+already in the child's environment, so OpenMP's pool is created at the requested size before torch does any
+parallel work. It then watches the child from outside:
+
+- each step's end is stamped on the parent's clock (the child writes one line per step to a pipe), which gives an
+  outside samples/s to check the child's own figure against;
+- the child's peak RSS comes from the kernel (``os.wait4`` rusage), besides the child's own sampling thread;
+- a timeout, a memory limit (RSS polled every 50 ms), a crash, a signal (SIGKILL from the OOM killer) or a Python
+  ``MemoryError`` ends the trial as a failed row with its reason; the caller goes on.
+
+The child trains ``warmup_steps + measured_steps`` GRPO steps (the first is warm-up, reported apart), and with
+``evaluate`` set, evaluates the trained policy on the fixed held-out set (the tuner's quality gate).
+``mode="trl-defaults"`` runs plain ``trl.GRPOTrainer`` with TRL's own defaults instead (``cpugrpo baseline``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..core.config import TrainConfig, from_mapping
+from ..hw.runtime import apply_threads, child_env, resolve_threads
+
+MODES = ("cpugrpo", "trl-defaults")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    config: dict                    # TrainConfig fields; ``steps`` is ignored (warmup + measured steps are run)
+    measured_steps: int = 3
+    warmup_steps: int = 1
+    evaluate: bool = False          # evaluate the trained policy (quality gate) at the config's eval_precision
+    eval_precisions: tuple = ()     # ... and also at each of these (accuracy_by_precision)
+    mode: str = "cpugrpo"
+    timeout_s: float = 900.0
+    memory_limit_mb: float | None = None
+    env: dict = field(default_factory=dict)   # extra environment, e.g. ONEDNN_MAX_CPU_ISA
+    tag: str = ""                   # free label (sweep name, "remeasure", "baseline-A", ...); not part of the id
+
+    def __post_init__(self):
+        from ..core.config import ConfigError
+
+        if self.measured_steps < 1 or self.warmup_steps < 0:
+            raise ConfigError("a trial needs at least 1 measured step and >= 0 warm-up steps")
+        object.__setattr__(self, "eval_precisions", tuple(self.eval_precisions))  # JSON gives a list
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown trial mode {self.mode!r}: use one of {', '.join(MODES)}")
+        self.train_config()  # validates
+
+    def train_config(self) -> TrainConfig:
+        c = {k: v for k, v in self.config.items() if k != "steps"}
+        return from_mapping(c, origin="trial config").replace(steps=self.warmup_steps + self.measured_steps)
+
+    @property
+    def key(self) -> str:
+        """What makes two trials the same measurement (resume skips a key already stored)."""
+        d = {"config": self.train_config().to_dict(), "measured": self.measured_steps, "warmup": self.warmup_steps,
+             "evaluate": self.evaluate, "mode": self.mode, "env": dict(sorted(self.env.items()))}
+        if self.eval_precisions:  # only when set, so keys of rows stored before this field existed still match
+            d["eval_precisions"] = list(self.eval_precisions)
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def trial_env(spec: TrialSpec) -> dict:
+    """The child's environment: threads (and ISA cap variables in ``spec.env``) set before torch starts."""
+    return child_env(resolve_threads(spec.train_config().threads), extra=spec.env)
+
+
+class _StepStamps(threading.Thread):
+    """Reads the child's per-step lines from a pipe and stamps them with the parent's clock."""
+
+    def __init__(self, fd: int):
+        super().__init__(daemon=True)
+        self.fd, self.stamps = fd, []
+
+    def run(self):
+        with os.fdopen(self.fd, "r") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) == 3 and parts[0] == "step":
+                    self.stamps.append((time.perf_counter(), int(parts[1]), int(parts[2])))
+
+
+def _outside(stamps: list, warmup: int) -> dict:
+    """samples/s over the measured steps, from the parent's own timestamps of step ends."""
+    if len(stamps) < warmup + 1 or warmup < 1:
+        return {}
+    t0 = stamps[warmup - 1][0]
+    done = stamps[warmup:]
+    wall = done[-1][0] - t0
+    return {"measured_wall_s": wall, "samples_per_s": sum(s[2] for s in done) / wall if wall > 0 else None}
+
+
+def run_trial(spec: TrialSpec, machine_id: str | None = None, python: str = sys.executable) -> dict:
+    """Run ``spec`` in a child process; always returns a row (status "ok" or "failed" with a reason)."""
+    started = time.time()
+    row = {"trial_id": f"{spec.key}-{int(started)}", "key": spec.key, "tag": spec.tag, "machine_id": machine_id,
+           "spec": spec.to_dict(), "config": spec.train_config().to_dict(), "started_at": started}
+    with tempfile.TemporaryDirectory(prefix="cpugrpo-trial-") as tmp:
+        spec_path, out_path, log_path = (os.path.join(tmp, n) for n in ("spec.json", "out.json", "log.txt"))
+        Path(spec_path).write_text(json.dumps(spec.to_dict()))
+        r, w = os.pipe()
+        env = trial_env(spec)
+        env["CPUGRPO_STEP_FD"] = str(w)
+        t0 = time.perf_counter()
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([python, "-m", "cpugrpo.runs.trial", spec_path, out_path], env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, pass_fds=(w,), start_new_session=True)
+        os.close(w)
+        stamps = _StepStamps(r)
+        stamps.start()
+        killed, status, rusage, rss_peak = None, None, None, 0
+        import psutil
+
+        try:
+            ps = psutil.Process(proc.pid)
+        except psutil.Error:
+            ps = None
+        while status is None:
+            pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                status, rusage = st, ru
+                break
+            try:
+                rss_peak = max(rss_peak, ps.memory_info().rss / 2**20) if ps else rss_peak
+            except psutil.Error:
+                pass
+            elapsed = time.perf_counter() - t0
+            if elapsed > spec.timeout_s:
+                killed = f"timeout: still running after {spec.timeout_s:.0f} s (raise the trial timeout)"
+            elif spec.memory_limit_mb and rss_peak > spec.memory_limit_mb:
+                killed = (f"out of memory: RSS {rss_peak:.0f} MiB passed the {spec.memory_limit_mb:.0f} MiB limit "
+                          f"(smaller batch, bf16 or gradient checkpointing)")
+            if killed:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        stamps.join(timeout=5)
+        log_tail = Path(log_path).read_text(errors="replace")[-2000:]
+        child = json.loads(Path(out_path).read_text()) if os.path.exists(out_path) else None
+    row["outside"] = {"wall_s": wall, "os_peak_rss_mb": rusage.ru_maxrss / 1024 if rusage else None,
+                      "polled_peak_rss_mb": rss_peak or None,
+                      **_outside(stamps.stamps, spec.warmup_steps)}
+    code = os.waitstatus_to_exitcode(status) if status is not None else None
+    row["exit_code"] = code
+    if killed:
+        row.update(status="failed", reason=killed)
+    elif child is not None and child.get("status") == "ok" and code == 0:
+        row.update(status="ok", **{k: v for k, v in child.items() if k != "status"})
+    elif child is not None and child.get("reason"):
+        row.update(status="failed", reason=child["reason"])
+    elif code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (the kernel's out-of-memory killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+        row.update(status="failed", reason=f"killed by {name}{hint}")
+    else:
+        last = [ln for ln in log_tail.splitlines() if ln.strip()][-1:] or ["no output"]
+        row.update(status="failed", reason=f"crashed with exit code {code}: {last[0][:200]}")
+    if row["status"] == "failed":
+        row["log_tail"] = log_tail
+    return row
+
+
+# ------------------------------------------------------------------------------------------------------- child
+def _child(spec: TrialSpec) -> dict:
+
+    from ..train import models
+    from ..hw.effective import compare, effective_settings, requested_settings
+    from ..hw.runtime import environment_snapshot
+    from ..train.measure import summarize
+
+    cfg = spec.train_config()
+    threads = apply_threads(resolve_threads(cfg.threads))
+    fd = int(os.environ.get("CPUGRPO_STEP_FD", "-1"))
+    mark = os.fdopen(fd, "w", buffering=1) if fd >= 0 else None
+
+    def on_step(m):
+        if mark:
+            mark.write(f"step {m.step} {m.completions}\n")
+
+    t0 = time.perf_counter()
+    loaded = models.load(cfg.model, seed=cfg.seed, progress=False)
+    load_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="cpugrpo-trl-") as out_dir:
+        if spec.mode == "trl-defaults":
+            from ..train.trl_defaults import run_trl_defaults
+
+            steps = run_trl_defaults(cfg, loaded.model, loaded.tokenizer, out_dir, on_step)
+        else:
+            from ..train.trainer import run_grpo
+
+            steps = run_grpo(cfg, loaded.model, loaded.tokenizer, out_dir, progress=False, on_step=on_step)
+    out = {"status": "ok", "model": loaded.source, "random_weights": loaded.random_weights, "load_s": load_s,
+           "summary": summarize(steps, spec.warmup_steps), "steps": [s.to_dict() for s in steps]}
+    if spec.evaluate:
+        from ..train import evaluate
+
+        acc = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed,
+                                precision=cfg.eval_precision, progress=False, random_weights=loaded.random_weights,
+                                max_new_tokens=cfg.max_completion_length)
+        out["accuracy"] = {**acc.to_dict(), "per_item": "".join("1" if f else "0" for f in acc.per_item)}
+        out["accuracy_by_precision"] = {cfg.eval_precision: out["accuracy"]}
+        for prec in spec.eval_precisions:
+            if prec not in out["accuracy_by_precision"]:
+                a = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed, precision=prec,
+                                      progress=False, random_weights=loaded.random_weights,
+                                      max_new_tokens=cfg.max_completion_length)
+                out["accuracy_by_precision"][prec] = a.to_dict()
+    requested = requested_settings(threads)
+    eff = effective_settings()
+    out["effective"] = {"threads": threads, "batch_size": cfg.batch_size, **eff,
+                        "flags": compare(requested, eff)}
+    out["environment"] = environment_snapshot()
+    return out
+
+
+def main(argv: list[str]) -> int:
+    spec_path, out_path = argv
+    from ..core.store import atomic_write_json
+
+    d = json.loads(Path(spec_path).read_text())
+    try:
+        spec = TrialSpec(**d)
+        out = _child(spec)
+        code = 0
+    except MemoryError:
+        out, code = {"status": "failed", "reason": "out of memory (MemoryError in the trial process)"}, 3
+    except Exception as e:  # noqa: BLE001 - every failure becomes a recorded reason, never a lost trial
+        msg = str(e).splitlines()[0][:300] if str(e) else ""
+        out, code = {"status": "failed", "reason": f"{type(e).__name__}: {msg}"}, 1
+    atomic_write_json(Path(out_path), out)
+    return code
+
+
+if __name__ == "__main__":
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,97 @@
+"""Exact-match accuracy on held-out problems, per difficulty and overall, with 95% Wilson intervals.
+
+Greedy decoding, a fixed problem set (``data.mixed(n, "test", seed)``), and a selectable precision for the model
+that answers (fp32, bf16 weights, or int8 dynamic quantization: the same snapshots the rollout uses). Comparing two
+evaluations of the same problems uses a paired interval (Newcombe's method 10), since both see identical questions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..core.stats import paired_difference, wilson  # noqa: F401  (paired_difference re-exported)
+
+@dataclass
+class Accuracy:
+    correct: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.value, "correct": self.correct, "n": self.n, "ci95": [self.low, self.high]}
+
+
+@dataclass
+class EvalResult:
+    overall: Accuracy
+    by_difficulty: dict[str, Accuracy]
+    precision: str
+    seconds: float
+    per_item: list[bool] = field(repr=False, default_factory=list)
+    samples: list[dict] = field(repr=False, default_factory=list)
+    random_weights: bool = False
+
+    def to_dict(self) -> dict:
+        out = {"overall": self.overall.to_dict(),
+               "by_difficulty": {k: v.to_dict() for k, v in self.by_difficulty.items()},
+               "precision": self.precision, "seconds": round(self.seconds, 2)}
+        if self.random_weights:
+            out["note"] = "random-weight preset: accuracy is not meaningful"
+        return out
+
+
+def _accuracy(flags: list[bool]) -> Accuracy:
+    k, n = sum(flags), len(flags)
+    return Accuracy(k, n, *wilson(k, n))
+
+
+def evaluate(model, tokenizer, n: int = 600, seed: int = 0, precision: str = "fp32", batch_size: int = 64,
+             max_new_tokens: int = 64, problems=None, progress: bool = True, random_weights: bool = False,
+             keep_samples: int = 0) -> EvalResult:
+    """Greedy exact-match accuracy on ``n`` held-out problems (balanced over difficulties)."""
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from . import data, rollout
+    from .models import prompt_text
+    from .rewards import correctness_reward
+
+    problems = problems if problems is not None else data.mixed(n, "test", seed)
+    answerer = rollout.RolloutModel(model, precision)
+    answerer.refresh()
+    t0 = time.perf_counter()
+    flags: list[bool] = []
+    samples: list[dict] = []
+    was_training = model.training
+    model.eval()
+    bar = tqdm(range(0, len(problems), batch_size), desc=f"eval ({precision})", disable=not progress, leave=False)
+    for start in bar:
+        chunk = problems[start:start + batch_size]
+        enc = tokenizer([prompt_text(tokenizer, p.question) for p in chunk], return_tensors="pt", padding=True,
+                        add_special_tokens=False, padding_side="left")
+        with torch.no_grad():
+            out = answerer.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                    do_sample=False, max_new_tokens=max_new_tokens,
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        rewards = correctness_reward(texts, answer=[p.answer for p in chunk])
+        flags += [r == 1.0 for r in rewards]
+        if len(samples) < keep_samples:
+            samples += [{"question": p.question, "completion": t, "gold": p.answer}
+                        for p, t in zip(chunk, texts)][:keep_samples - len(samples)]
+    if was_training:
+        model.train()
+    by = {}
+    for level in data.DIFFICULTIES:
+        level_flags = [f for f, p in zip(flags, problems) if p.difficulty == level]
+        if level_flags:
+            by[level] = _accuracy(level_flags)
+    return EvalResult(_accuracy(flags), by, precision, time.perf_counter() - t0, flags, samples, random_weights)

@@ -1,0 +1,118 @@
+"""Peak-memory estimate for a GRPO step, and the adaptive batch size built on it. Runs before anything is loaded.
+
+An empirical model, not a derivation: the process baseline (python, torch, transformers, trl), weights + gradients +
+AdamW states, the rollout snapshot and reference model, and activations per completion token. Fitted on two
+measured runs (OS peak RSS, batch 64, fp32, 48 new tokens, 2 threads; docs/LOG.md):
+tiny (2 x 512) 1482 MiB -> estimate 1526 (+3%); small (12 x 512) 5418 MiB -> estimate 5132 (-5%).
+For the 494M shape at 8 completions it says 12.8 GB against 10.1 GB measured earlier (DESIGN.md): 26% high, on
+the safe side. bf16 and gradient checkpointing are scaled by reasoning (half the bytes; one layer of saved
+activations), not fitted: treat those estimates as guesses. The shared prefix (prefix.py, on by default) lowers the
+real peak and is ignored here, on the safe side: small, batch 64, int8 rollout measured 3555 MiB with it and 5683
+MiB without, against an estimate of 5167 MiB.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.config import ConfigError, TrainConfig
+
+BASELINE_MB = 700.0   # fitted (see module docstring)
+ACT_PER_HIDDEN = 48     # saved fp32 activation bytes per layer per token, per unit of hidden size (fitted)
+ACT_PER_INTER = 10      # ... per unit of MLP intermediate size (fitted)
+LOGIT_COPIES = 4        # logits, log-softmax, its grad and a temporary, per token, per vocab entry
+PROMPT_TOKENS = 80      # prompt length of the synthetic problems (chat template included), in tokens
+
+
+@dataclass(frozen=True)
+class Shape:
+    n_params: int
+    hidden: int
+    layers: int
+    vocab: int
+    intermediate: int
+
+
+def shape_of(model_spec: str) -> Shape:
+    """The model's shape without loading weights: from a preset or a directory's config.json."""
+    from .models import PRESETS, TOKENIZER_VOCAB, ModelError, resolve
+
+    kind, path = resolve(model_spec)
+    if kind == "preset":
+        p = PRESETS[model_spec]
+        return Shape(p.n_params(), p.hidden_size, p.num_hidden_layers, p.vocab_size or TOKENIZER_VOCAB,
+                     p.intermediate_size)
+    if kind == "hub":
+        raise ModelError(f"cannot estimate memory for hub id {model_spec!r} without downloading: pass a local "
+                         f"directory")
+    c = json.loads((Path(path) / "config.json").read_text())
+    c = c.get("text_config", c)
+    h, L, v = c.get("hidden_size", 0), c.get("num_hidden_layers", 0), c.get("vocab_size", 0)
+    i = c.get("intermediate_size", 4 * h)
+    heads, kv = c.get("num_attention_heads", 1), c.get("num_key_value_heads", c.get("num_attention_heads", 1))
+    kvd = h // max(1, heads) * kv
+    tied = c.get("tie_word_embeddings", False)
+    n = v * h * (1 if tied else 2) + L * (2 * h * h + 2 * h * kvd + 3 * h * i)
+    return Shape(n, h, L, v, i)
+
+
+def estimate_peak_mb(shape: Shape, cfg: TrainConfig, batch_size: int | None = None) -> dict:
+    """Estimated peak RSS in MiB for one GRPO step, by component."""
+    b = batch_size or cfg.batch_size
+    wbytes = 2 if cfg.update_precision == "bf16" else 4
+    mb = 2**20
+    weights = shape.n_params * wbytes / mb
+    grads = weights
+    adam = 2 * weights
+    rollout = {"fp32": 0.0 if wbytes == 4 else shape.n_params * 4 / mb,
+               "bf16": shape.n_params * 2 / mb,
+               "int8": shape.n_params * 1 / mb}[cfg.rollout_precision]
+    ref = 0.0 if cfg.beta == 0 else shape.n_params * (2 if cfg.ref_precision == "bf16" else 4) / mb
+    tokens = PROMPT_TOKENS + cfg.max_completion_length
+    scale = 0.5 if cfg.update_precision != "fp32" else 1.0
+    per_layer = (ACT_PER_HIDDEN * shape.hidden + ACT_PER_INTER * shape.intermediate) * scale
+    if cfg.gradient_checkpointing:  # layer inputs kept, one layer recomputed at a time
+        layer_bytes = shape.layers * shape.hidden * 4 * scale + per_layer
+    else:
+        layer_bytes = shape.layers * per_layer
+    per_seq = tokens * (layer_bytes + shape.vocab * LOGIT_COPIES * 4)
+    activations = b * per_seq / mb
+    parts = {"baseline": BASELINE_MB, "weights": weights, "grads": grads, "adam": adam, "rollout": rollout,
+             "reference": ref, "activations": activations}
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def default_budget_mb() -> float:
+    import psutil
+
+    return 0.8 * psutil.virtual_memory().available / 2**20
+
+
+def fit_batch(cfg: TrainConfig, shape: Shape | None = None, budget_mb: float | None = None,
+              max_prompts: int = 64) -> TrainConfig:
+    """With ``adaptive_batch``: the largest batch (a multiple of num_generations) whose estimate fits the budget.
+    Without it: check that the configured batch fits. Either way, a config that cannot fit is refused with a
+    message that says what would fit."""
+    shape = shape or shape_of(cfg.model)
+    budget = budget_mb if budget_mb is not None else (cfg.memory_budget_gb * 1024 if cfg.memory_budget_gb
+                                                      else default_budget_mb())
+    g = cfg.num_generations
+    smallest = estimate_peak_mb(shape, cfg, g)["total"]
+    if smallest > budget:
+        raise ConfigError(
+            f"memory budget {budget / 1024:.1f} GB is too small for model {cfg.model!r}: even 1 prompt x {g} "
+            f"generations needs about {smallest / 1024:.1f} GB; raise --memory-budget to {smallest / 1024 * 1.1:.1f} "
+            f"or more, or use a smaller --model, --update-precision bf16 or --gradient-checkpointing")
+    fits = [k * g for k in range(1, max_prompts + 1) if estimate_peak_mb(shape, cfg, k * g)["total"] <= budget]
+    best = fits[-1]
+    if cfg.adaptive_batch:
+        return cfg.replace(batch_size=best)
+    need = estimate_peak_mb(shape, cfg)["total"]
+    if need > budget:
+        raise ConfigError(
+            f"batch {cfg.batch_size} needs about {need / 1024:.1f} GB, over the {budget / 1024:.1f} GB memory "
+            f"budget: use --batch-size {best} (fits) or --adaptive-batch")
+    return cfg
