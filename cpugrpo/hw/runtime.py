@@ -90,17 +90,26 @@ def apply_threads(threads: int) -> int:
 
 
 def git_commit(cwd: str | None = None) -> str | None:
+    """The code a measurement ran: ``<sha>`` for a clean tree, ``<sha>+diff.<12 hex>`` for a dirty one, where the
+    suffix is the SHA-1 of ``git diff HEAD`` (staged and unstaged changes to tracked files, binary ones included), so
+    the same edits always give the same id and a row can be tied to the code that produced it. Untracked files are
+    ignored: a new file that is not yet ``git add``-ed does not show in the id. ``<sha>+diff.unknown`` when the diff
+    cannot be taken; None outside a git checkout."""
+    import hashlib
     import subprocess
 
+    cwd = cwd or os.path.dirname(os.path.abspath(__file__))
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=cwd or os.path.dirname(os.path.abspath(__file__)))
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd)
         sha = out.stdout.strip()
         if out.returncode != 0 or not sha:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5, cwd=cwd or os.path.dirname(os.path.abspath(__file__)))
-        return sha + ("-dirty" if dirty.stdout.strip() else "")
+        # plain diff bytes: no external diff tool, no textconv filter, no colour, whatever the user's git config says
+        diff = subprocess.run(["git", "diff", "HEAD", "--binary", "--no-ext-diff", "--no-textconv", "--no-color"],
+                              capture_output=True, timeout=30, cwd=cwd)
+        if diff.returncode != 0:
+            return f"{sha}+diff.unknown"
+        return f"{sha}+diff.{hashlib.sha1(diff.stdout).hexdigest()[:12]}" if diff.stdout else sha
     except (OSError, subprocess.SubprocessError):
         return None
 
