@@ -1,7 +1,7 @@
 """GRPO training-step benchmarks on the real trainer (trl.GRPOTrainer underneath), over the CPU knobs.
 
-Parameters: model x threads x prompts per step x update precision x rollout precision x gradient checkpointing
-(8 completions per prompt, 48 new tokens). The default suite runs the star around the default configuration (see
+Parameters: model x the knobs marked ``bench`` in the registry (core/config.py): threads x prompts per step x update
+precision x rollout precision x gradient checkpointing (8 completions per prompt, 48 new tokens). The default suite runs the star around the default configuration (see
 common.py); other points raise NotImplementedError unless CPUGRPO_BENCH_FULL=1.
 
 - ``GRPOStep.time_step``: one training step, timed by asv; the warm-up step runs in ``setup``.
@@ -12,9 +12,8 @@ common.py); other points raise NotImplementedError unless CPUGRPO_BENCH_FULL=1.
 
 from . import common
 
-_PARAMS = (common.models(), common.thread_params(), [4, 8], ["fp32", "bf16-autocast", "bf16"],
-           ["fp32", "bf16", "int8"], [False, True])
-_NAMES = ["model", "threads", "prompts_per_step", "update_precision", "rollout_precision", "gradient_checkpointing"]
+_PARAMS = tuple(common.param_values())  # model x the registry's benchmark knobs (core/config.py)
+_NAMES = common.param_names()
 
 
 class GRPOStep:
@@ -25,9 +24,9 @@ class GRPOStep:
     warmup_time = 0
     timeout = 900
 
-    def setup(self, model, threads, prompts, update, rollout, gc):
-        common.check_star(common.point(threads, prompts, update, rollout, gc), model)
-        self.driver = common.StepDriver(model, common.point(threads, prompts, update, rollout, gc))
+    def setup(self, model, *p):
+        common.check_star(common.point(*p), model)
+        self.driver = common.StepDriver(model, common.point(*p))
         self.driver.start()
 
     def teardown(self, *params):

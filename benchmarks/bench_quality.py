@@ -20,7 +20,7 @@ class Quality:
     def setup_cache(self):
         out = {}
         for rollout in PRECISIONS:
-            p = common.point(common.usable(), 4, "fp32", rollout, False)
+            p = {**common.default_point(), "rollout_precision": rollout}
             out[rollout] = common.trial("tiny", p, measured_steps=STEPS - 1, evaluate=True,
                                         eval_precisions=PRECISIONS, eval_n=300)
         return out

@@ -26,14 +26,43 @@ def _preload():
 if os.environ.get("CPUGRPO_BENCH_PRELOAD", "1") == "1":
     _preload()
 
-DEFAULT = {"threads": None, "prompts_per_step": 4, "update_precision": "fp32", "rollout_precision": "fp32",
-           "gradient_checkpointing": False}
 NUM_GENERATIONS = 8
 MAX_COMPLETION_LENGTH = 48
+PROMPTS_PER_STEP = 4  # the suite's default point: half TrainConfig's 8 prompts, so a tiny step stays short
+
+
+def _bench():
+    from cpugrpo.core.config import COLUMNS, bench_knobs
+
+    return [(COLUMNS[name], k) for name, k in bench_knobs()]
+
+
+def param_names() -> list[str]:
+    """The GRPO benchmarks' asv parameters: ``model``, then every knob marked ``bench`` in the registry
+    (core/config.py), by its report column. Renaming or adding one starts a new asv history."""
+    return ["model"] + [col for col, _ in _bench()]
+
+
+def param_values() -> list[list]:
+    from cpugrpo.core.config import knob_values
+
+    return [models()] + [thread_params() if col == "threads" else knob_values(k, "bench") for col, k in _bench()]
+
+
+def default_point() -> dict:
+    """The star's centre: TrainConfig's defaults for every benchmark knob, at every usable CPU and 4 prompts."""
+    from cpugrpo.core.config import TrainConfig
+
+    d = TrainConfig().to_dict()
+    out = {col: d.get(col) for col, _ in _bench()}
+    out.update({"threads": usable(), "prompts_per_step": PROMPTS_PER_STEP})
+    return out
 
 
 def usable():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from cpugrpo.hw.runtime import usable_cpus
+
+    return usable_cpus()
 
 
 def thread_params():
@@ -48,9 +77,9 @@ def models():
     return ["tiny", "small"] + (["qwen2-0.5b"] if os.environ.get("CPUGRPO_BENCH_0_5B") == "1" else [])
 
 
-def point(threads, prompts, update, rollout, gc) -> dict:
-    return {"threads": threads, "prompts_per_step": prompts, "update_precision": update, "rollout_precision": rollout,
-            "gradient_checkpointing": gc}
+def point(*values) -> dict:
+    """Benchmark parameters (after ``model``) as a point keyed by their names."""
+    return dict(zip(param_names()[1:], values))
 
 
 SMALL_STAR = ({}, {"rollout_precision": "int8"})  # a small point costs ~20 s: the default and its best rollout
@@ -62,7 +91,7 @@ def check_star(p: dict, model: str = "tiny") -> None:
         raise NotImplementedError(f"{p['threads']} threads > {usable()} usable CPUs")
     if os.environ.get("CPUGRPO_BENCH_FULL") == "1":
         return
-    default = dict(DEFAULT, threads=usable())
+    default = default_point()
     changed = {k: p[k] for k in p if p[k] != default[k]}
     if len(changed) > 1:
         raise NotImplementedError(f"off the default star (changes {', '.join(changed)}); CPUGRPO_BENCH_FULL=1 runs it")
@@ -72,12 +101,11 @@ def check_star(p: dict, model: str = "tiny") -> None:
 
 
 def train_config(model: str, p: dict, steps: int):
-    from cpugrpo.core.config import TrainConfig
+    from cpugrpo.core.config import TrainConfig, from_columns, from_mapping
 
-    return TrainConfig(model=model, steps=steps, threads=p["threads"], num_generations=NUM_GENERATIONS,
-                       batch_size=p["prompts_per_step"] * NUM_GENERATIONS, max_completion_length=MAX_COMPLETION_LENGTH,
-                       update_precision=p["update_precision"], rollout_precision=p["rollout_precision"],
-                       gradient_checkpointing=p["gradient_checkpointing"])
+    base = TrainConfig(model=model, steps=steps, num_generations=NUM_GENERATIONS,
+                       max_completion_length=MAX_COMPLETION_LENGTH)
+    return from_mapping(from_columns(p, base.to_dict()), base, origin="benchmark point")
 
 
 def trial(model: str, p: dict, measured_steps: int = 3, evaluate: bool = False, eval_precisions=(), **cfg_over):
@@ -102,7 +130,7 @@ class StepDriver:
         from cpugrpo.train import models as m
         from cpugrpo.hw.runtime import apply_threads
 
-        apply_threads(p["threads"])
+        apply_threads(p["threads"])  # asv's forked child: OMP_NUM_THREADS was not set before torch, so torch sets it
         self.cfg = train_config(model, p, steps)
         self.loaded = m.load(model, progress=False)
         self.go, self.done = threading.Semaphore(0), threading.Semaphore(0)

@@ -38,3 +38,15 @@ def test_impossible_and_off_star_points_raise_not_implemented(monkeypatch):
         common.check_star(common.point(common.usable(), 8, "bf16", "fp32", False))
     monkeypatch.setenv("CPUGRPO_BENCH_FULL", "1")
     common.check_star(common.point(common.usable(), 8, "bf16", "int8", True), "small")
+
+
+def test_parameters_come_from_the_knob_registry_and_keep_their_asv_history():
+    # asv keys its history by parameter names and values: a change here starts a new history, so it is pinned
+    assert bench_grpo.GRPOStep.param_names == ["model", "threads", "prompts_per_step", "update_precision",
+                                               "rollout_precision", "gradient_checkpointing"]
+    assert list(bench_grpo.GRPOStep.params[2:]) == [[4, 8], ["fp32", "bf16-autocast", "bf16"],
+                                                    ["fp32", "bf16", "int8"], [False, True]]
+    assert common.default_point() == {"threads": common.usable(), "prompts_per_step": 4, "update_precision": "fp32",
+                                      "rollout_precision": "fp32", "gradient_checkpointing": False}
+    cfg = common.train_config("tiny", common.default_point(), steps=5)
+    assert (cfg.batch_size, cfg.num_generations, cfg.steps, cfg.threads) == (32, 8, 5, common.usable())

@@ -39,10 +39,7 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-_TRAIN_KEYS = ("model", "steps", "threads", "batch_size", "num_generations", "max_completion_length",
-               "learning_rate", "temperature", "seed", "update_precision", "rollout_precision", "shared_prefix",
-               "gradient_checkpointing", "beta", "ref_precision", "memory_budget_gb", "adaptive_batch", "eval_n",
-               "eval_precision", "data")
+from ..core.config import FLAG_KEYS as _TRAIN_KEYS  # noqa: E402  (the knob registry's flags)
 
 
 def cmd_train(args) -> dict:

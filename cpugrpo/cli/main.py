@@ -21,32 +21,22 @@ EXIT_BAD_INPUT = 2
 
 # -------------------------------------------------------------------------------------------------------- main
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML file with a [train] table (e.g. profiles/<id>/recommended.toml)")
-    p.add_argument("--model", help="preset (tiny, small, qwen2-0.5b) or a local model directory")
-    p.add_argument("--steps", type=int, help="GRPO steps")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
-    p.add_argument("--batch-size", type=int, help="completions per step (prompts per step x num generations)")
-    p.add_argument("--num-generations", type=int, help="completions per prompt (the GRPO group size)")
-    p.add_argument("--max-completion-length", type=int, help="max new tokens per completion")
-    p.add_argument("--learning-rate", type=float, help="AdamW learning rate")
-    p.add_argument("--temperature", type=float, help="sampling temperature of the rollouts")
-    p.add_argument("--seed", type=int, help="seed for data, sampling and the tiny preset")
-    p.add_argument("--update-precision", help="fp32, bf16-autocast or bf16 (weights in bf16)")
-    p.add_argument("--rollout-precision", help="fp32, bf16 or int8 (dynamic quantization)")
-    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                   help="recompute activations in backward (less memory, more time)")
-    p.add_argument("--shared-prefix", action=argparse.BooleanOptionalAction, default=None,
-                   help="update forward runs each distinct prompt once, not once per completion (default on)")
-    p.add_argument("--beta", type=float, help="KL weight; > 0 adds a reference model")
-    p.add_argument("--ref-precision", help="reference model precision: fp32 or bf16")
-    p.add_argument("--memory-budget", type=float, dest="memory_budget_gb",
-                   help="GB the run may use (default: 80%% of available RAM)")
-    p.add_argument("--adaptive-batch", action=argparse.BooleanOptionalAction, default=None,
-                   help="choose the largest batch whose estimated peak memory fits the budget")
-    p.add_argument("--eval-n", type=int, help="held-out problems evaluated before and after")
-    p.add_argument("--eval-precision", help="precision of the evaluating model: fp32, bf16 or int8")
-    p.add_argument("--data", help="GSM8K-format jsonl file to train on instead of synthetic problems")
+    """``--config`` and one flag per knob that has one (core/config.py declares them; nothing is listed here)."""
+    from ..core.config import KNOBS, TrainConfig
+    from ..core.knobs import field_type
 
+    p.add_argument("--config", help="TOML file with a [train] table (e.g. profiles/<id>/recommended.toml)")
+    types = {"int": int, "float": float, "str": str}
+    for name, k in KNOBS.items():
+        flag = k.flag_name(name)
+        if flag is None:
+            continue
+        kind = field_type(TrainConfig, name).split(" |")[0]
+        text = k.help.replace("%", "%%") + (f" ({', '.join(map(str, k.choices))})" if k.choices else "")
+        if kind == "bool":
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:  # choices are checked by TrainConfig, so a bad value is the usual one-line error, not argparse's usage
+            p.add_argument(flag, dest=name, type=types[kind], help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import ConfigError
+from .knobs import _UNSET, Knob, field_type, knob, registry
 
 UPDATE_PRECISIONS = ("fp32", "bf16-autocast", "bf16")
 ROLLOUT_PRECISIONS = ("fp32", "bf16", "int8")
@@ -29,28 +30,45 @@ def _nearest_multiples(n: int, k: int) -> str:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "tiny"
-    steps: int = 600                    # +10.2 points [+6.9, +13.4] on tiny (docs/LOG.md); 300 gave +2.8
-    threads: int | None = None          # None: every usable CPU
-    batch_size: int = 64                # completions per step = prompts per step x num_generations
-    num_generations: int = 8
-    max_completion_length: int = 48
-    learning_rate: float = 3e-5
-    temperature: float = 1.0
-    seed: int = 0
-    update_precision: str = "fp32"
-    rollout_precision: str = "fp32"
-    gradient_checkpointing: bool = False
-    shared_prefix: bool = True          # each distinct prompt's forward once per update (prefix.py)
-    beta: float = 0.0                   # KL weight; > 0 loads a reference model
-    ref_precision: str = "fp32"
-    format_reward_weight: float = 0.25
-    memory_budget_gb: float | None = None  # None: 80% of available RAM
-    adaptive_batch: bool = False        # choose batch_size from the memory budget
-    eval_n: int = 600
-    eval_precision: str = "fp32"
-    data: str | None = None             # GSM8K-format jsonl; None: synthetic problems
-    difficulties: tuple[str, ...] = ("basic", "intermediate", "advanced")
+    """A training run. Every field is a knob (core/knobs.py): its flag, checks, tuner axis and report column come
+    from the metadata declared here, and nowhere else."""
+
+    model: str = knob("tiny", "preset (tiny, small, qwen2-0.5b) or a local model directory", identity=True,
+                      workload=True)
+    steps: int = knob(600, "GRPO steps")  # +10.2 points [+6.9, +13.4] on tiny (docs/LOG.md); 300 gave +2.8
+    threads: int | None = knob(None, "intra-op threads (default: every usable CPU)", axis=0, identity=True,
+                               workload=True, bench=True)
+    batch_size: int = knob(64, "completions per step (prompts per step x num generations)", axis=5,
+                           column="prompts_per_step", tune_values=(4, 8, 16), quick_values=(4, 8),
+                           bench_values=(4, 8), identity=True, workload=True, bench=True)
+    num_generations: int = knob(8, "completions per prompt (the GRPO group size)", identity=True, workload=True)
+    max_completion_length: int = knob(48, "max new tokens per completion", identity=True, workload=True)
+    learning_rate: float = knob(3e-5, "AdamW learning rate")
+    temperature: float = knob(1.0, "sampling temperature of the rollouts")
+    seed: int = knob(0, "seed for data, sampling and the tiny preset", workload=True)
+    update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16)",
+                                 choices=UPDATE_PRECISIONS, axis=2, needs={"bf16-autocast": "bf16", "bf16": "bf16"},
+                                 identity=True, bench=True)
+    rollout_precision: str = knob("fp32", "precision of the rollout snapshot (int8: dynamic quantization)",
+                                  choices=ROLLOUT_PRECISIONS, axis=1, tune_values=("fp32", "int8", "bf16"),
+                                  bench_values=ROLLOUT_PRECISIONS,
+                                  needs={"bf16": "bf16"}, identity=True, bench=True)
+    gradient_checkpointing: bool = knob(False, "recompute activations in backward (less memory, more time)",
+                                        axis=4, quick_values=(False,), label="checkpointing", identity=True,
+                                        bench=True)
+    shared_prefix: bool = knob(True, "update forward runs each distinct prompt once, not once per completion",
+                               axis=3, identity=True, before=False)  # prefix.py
+    beta: float = knob(0.0, "KL weight; > 0 adds a reference model", identity=True)
+    ref_precision: str = knob("fp32", "reference model precision", choices=REF_PRECISIONS, label="reference precision")
+    format_reward_weight: float = knob(0.25, "weight of the format reward", flag=None, workload=True)
+    memory_budget_gb: float | None = knob(None, "GB the run may use (default: 80% of available RAM)",
+                                          flag="--memory-budget")
+    adaptive_batch: bool = knob(False, "choose the largest batch whose estimated peak memory fits the budget")
+    eval_n: int = knob(600, "held-out problems evaluated before and after")
+    eval_precision: str = knob("fp32", "precision of the evaluating model", choices=ROLLOUT_PRECISIONS)
+    data: str | None = knob(None, "GSM8K-format jsonl file to train on instead of synthetic problems")
+    difficulties: tuple[str, ...] = knob(DIFFICULTIES, "difficulty levels to train on", flag=None,
+                                         choices=DIFFICULTIES)
 
     def __post_init__(self):
         def need(cond, msg):
@@ -80,14 +98,10 @@ class TrainConfig:
         need(self.max_completion_length >= 1, "max_completion_length must be at least 1")
         need(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got {self.learning_rate}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
-        need(self.update_precision in UPDATE_PRECISIONS,
-             f"unknown update precision {self.update_precision!r}: use one of {', '.join(UPDATE_PRECISIONS)}")
-        need(self.rollout_precision in ROLLOUT_PRECISIONS,
-             f"unknown rollout precision {self.rollout_precision!r}: use one of {', '.join(ROLLOUT_PRECISIONS)}")
-        need(self.eval_precision in ROLLOUT_PRECISIONS,
-             f"unknown eval precision {self.eval_precision!r}: use one of {', '.join(ROLLOUT_PRECISIONS)}")
-        need(self.ref_precision in REF_PRECISIONS,
-             f"unknown reference precision {self.ref_precision!r}: use one of {', '.join(REF_PRECISIONS)}")
+        for name, k in KNOBS.items():
+            v = getattr(self, name)
+            if k.choices and not isinstance(v, tuple):
+                need(v in k.choices, f"unknown {k.text(name)} {v!r}: use one of {', '.join(map(str, k.choices))}")
         need(self.beta >= 0, f"beta must be >= 0 (0 disables the reference model), got {self.beta}")
         need(self.format_reward_weight >= 0, "format_reward_weight must be >= 0")
         need(self.memory_budget_gb is None or self.memory_budget_gb > 0,
@@ -111,6 +125,47 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+KNOBS: dict[str, Knob] = registry(TrainConfig)
+FLAG_KEYS = tuple(n for n, k in KNOBS.items() if k.flag is not None)       # the train/curriculum flags
+IDENTITY_KEYS = tuple(n for n, k in KNOBS.items() if k.identity)           # what a trial measured
+WORKLOAD_KEYS = tuple(n for n, k in KNOBS.items() if k.workload)           # the work every baseline side shares
+COLUMNS = {n: (k.column or n) for n, k in KNOBS.items()}                   # report column of each knob
+ALIASES = {k.column: n for n, k in KNOBS.items() if k.column}               # prompts_per_step -> batch_size
+BEFORE_THE_KNOB = {n: k.before for n, k in KNOBS.items() if k.before is not _UNSET}
+
+
+def from_columns(point: dict, base: dict | None = None) -> dict:
+    """A point keyed by report columns (``prompts_per_step``) as TrainConfig keys (``batch_size`` = prompts per step
+    x num_generations, the latter from the point, else ``base``, else the default).
+
+    >>> from_columns({"prompts_per_step": 4, "threads": 2})
+    {'threads': 2, 'batch_size': 32}
+    """
+    out = {k: v for k, v in point.items() if k not in ALIASES}
+    if "prompts_per_step" in point:
+        g = point.get("num_generations", (base or {}).get("num_generations", TrainConfig.num_generations))
+        out["batch_size"] = point["prompts_per_step"] * g
+    return out
+
+
+def tuner_axes() -> list[tuple[str, Knob]]:
+    """(name, knob) of every tuner axis, in coordinate-descent order."""
+    return sorted(((n, k) for n, k in KNOBS.items() if k.axis is not None), key=lambda nk: nk[1].axis)
+
+
+def bench_knobs() -> list[tuple[str, Knob]]:
+    """(name, knob) of every asv parameter of the GRPO benchmarks, in declaration order."""
+    return [(n, k) for n, k in KNOBS.items() if k.bench]
+
+
+def knob_values(k: Knob, key: str = "tune") -> list:
+    """The values a tuner (``key="tune"``/``"quick"``) or benchmark (``"bench"``) tries for a knob.
+
+    >>> knob_values(KNOBS["gradient_checkpointing"]), knob_values(KNOBS["gradient_checkpointing"], "quick")
+    ([False, True], [False])
+    """
+    own = {"tune": k.tune_values, "quick": k.quick_values or k.tune_values, "bench": k.bench_values}[key]
+    return list(own or k.tune_values or k.choices or (False, True))
 
 
 def from_mapping(values: dict, base: TrainConfig | None = None, origin: str = "config") -> TrainConfig:
@@ -123,8 +178,7 @@ def from_mapping(values: dict, base: TrainConfig | None = None, origin: str = "c
         d = values["difficulties"]
         values["difficulties"] = tuple(d.split(",") if isinstance(d, str) else d)
     for k, v in values.items():  # TOML integers are fine where floats are expected
-        if k in ("learning_rate", "temperature", "beta", "format_reward_weight", "memory_budget_gb") and \
-                isinstance(v, int) and not isinstance(v, bool):
+        if field_type(TrainConfig, k).startswith("float") and isinstance(v, int) and not isinstance(v, bool):
             values[k] = float(v)
     try:
         return dataclasses.replace(base or TrainConfig(), **values)

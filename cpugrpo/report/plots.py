@@ -7,8 +7,9 @@ plotting, so a partial report still renders. Titles, labelled axes with units an
 from __future__ import annotations
 
 
-KNOBS = ("model", "threads", "prompts_per_step", "update_precision", "rollout_precision", "shared_prefix",
-         "gradient_checkpointing")
+from ..core.config import COLUMNS, IDENTITY_KEYS
+
+KNOBS = tuple(COLUMNS[k] for k in IDENTITY_KEYS)  # a configuration: one report column per knob of its identity
 PHASE_COLORS = {"rollout": "#4C72B0", "scoring": "#DD8452", "update": "#55A868"}
 
 

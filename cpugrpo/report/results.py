@@ -18,14 +18,13 @@ import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
+from ..core.config import BEFORE_THE_KNOB, IDENTITY_KEYS
 from ..core.errors import CpugrpoError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-TRIAL_PARAMS = ("model", "threads", "batch_size", "num_generations", "max_completion_length", "update_precision",
-                "rollout_precision", "shared_prefix", "gradient_checkpointing", "beta")
-BEFORE_THE_KNOB = {"shared_prefix": False}  # rows written before a knob existed ran without it
+TRIAL_PARAMS = IDENTITY_KEYS  # one column per knob of a trial's identity (core/config.py)
 TRIAL_METRICS = {  # benchmark name -> (path into the row's summary, unit)
     "trial.samples_per_s": ("samples_per_s", "samples/s"),
     "trial.tokens_per_s": ("tokens_per_s", "tokens/s"),

@@ -12,15 +12,76 @@ drift (thermal, other load) hits both sides alike; the ratio is reported per pai
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+from ..core.config import WORKLOAD_KEYS
 from ..core.stats import median_and_spread
 
 
 def trl_defaults_config(cfg) -> dict:
     """What side A shares with side B; the rest is TRL's default (stated in the module docstring)."""
-    keep = ("model", "batch_size", "num_generations", "max_completion_length", "seed", "threads",
-            "format_reward_weight")
-    return {**{k: v for k, v in cfg.to_dict().items() if k in keep}, "shared_prefix": False}  # TRL has no such thing
+    return {**{k: v for k, v in cfg.to_dict().items() if k in WORKLOAD_KEYS}, "shared_prefix": False}  # TRL has no such thing
+
+
+@dataclass(frozen=True)
+class BaselineOptions:
+    """What `cpugrpo baseline` compares. Validated on construction: a bad value is a ConfigError naming the flag
+    and the fix."""
+    config: str | None = None        # --config; None: the machine's recommendation for the model (see config_path)
+    model: str | None = None         # --model: over the config's model
+    batch_size: int | None = None    # --batch-size: over the config's (same on both sides)
+    pairs: int = 3                   # --pairs: A/B pairs, run alternately
+    steps: int = 3                   # --steps: measured steps per trial
+    profiles_dir: str = "profiles"   # --profiles-dir
+    results_dir: str = "results"     # --results-dir
+
+    def __post_init__(self):
+        from ..core.options import at_least
+        from ..train.models import resolve
+
+        at_least("--pairs", self.pairs, 1)
+        at_least("--steps", self.steps, 1)
+        if self.batch_size is not None:
+            at_least("--batch-size", self.batch_size, 1)
+        if self.model is not None:
+            resolve(self.model)
+
+    def config_path(self, machine_id: str) -> str:
+        """``--config``, else the model's own recommendation if it was tuned, else the machine's default one."""
+        import os
+
+        from .recommend import file_name
+
+        if self.config is not None:
+            return self.config
+        own = os.path.join(self.profiles_dir, machine_id, file_name(self.model or "tiny"))
+        return own if os.path.exists(own) else os.path.join(self.profiles_dir, machine_id, "recommended.toml")
+
+
+def baseline(opts: BaselineOptions, progress: bool = True) -> dict:
+    """Resolve the config to compare, check it fits, run the interleaved pairs and record the run."""
+    import os
+
+    from ..core.config import resolve_config
+    from ..core.errors import ConfigError
+    from ..core.store import TrialStore
+    from ..hw import hardware
+    from ..hw.runtime import resolve_threads
+    from ..train.memory import fit_batch, shape_of
+
+    mid = hardware.detect(with_torch=False).machine_id
+    config = opts.config_path(mid)
+    if not os.path.exists(config):
+        raise ConfigError(f"no recommended config at {config}: run `cpugrpo tune --quick` first or pass --config FILE")
+    cfg, _ = resolve_config(config, {"model": opts.model, "batch_size": opts.batch_size})
+    resolve_threads(cfg.threads)
+    fit_batch(cfg, shape_of(cfg.model))  # an unknown model, or a batch that cannot fit: refused before any trial
+    store = TrialStore.for_machine(mid, opts.results_dir)
+    out = run_baseline(cfg, pairs=opts.pairs, measured_steps=opts.steps, store=store, machine_id=mid,
+                       progress=progress)
+    out["config_file"] = config
+    out["baselines_file"] = str(record(out, mid, config, opts.results_dir))
+    return out
 
 
 def run_baseline(cfg, pairs: int = 3, measured_steps: int = 3, store=None, machine_id=None, progress=True,

@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 
 from . import analysis
-from ..core.config import dump_toml
+from ..core.config import IDENTITY_KEYS, dump_toml
 
-TUNED_KEYS = ("model", "threads", "batch_size", "num_generations", "max_completion_length", "update_precision",
-              "rollout_precision", "shared_prefix", "gradient_checkpointing")
+TUNED_KEYS = IDENTITY_KEYS  # every knob a trial's identity holds (core/config.py)
 
 
 def file_name(model: str) -> str:

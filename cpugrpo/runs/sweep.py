@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.store import TrialStore  # noqa: F401  (re-exported for callers)
-from ..core.config import FIELD_NAMES, ConfigError, TrainConfig, from_mapping, read_toml
+from ..core.config import ALIASES, FIELD_NAMES, ConfigError, from_columns, TrainConfig, from_mapping, read_toml
 
 NOISY_SPREAD = 0.25
-ALIASES = {"prompts_per_step": "batch_size"}   # prompts_per_step=k  ->  batch_size = k * num_generations
 
 
 def parse_value(text: str):
@@ -45,7 +44,7 @@ def parse_value(text: str):
 def check_axis_name(name: str) -> None:
     if name not in FIELD_NAMES and name not in ALIASES:
         raise ConfigError(f"unknown axis {name!r}: use a training key ({', '.join(FIELD_NAMES)}) or "
-                          f"prompts_per_step")
+                          f"{' or '.join(ALIASES)}")
 
 
 def parse_axes(items: list[str]) -> dict[str, list]:
@@ -70,6 +69,14 @@ class SweepSpec:
     evaluate: bool = False
     timeout_s: float = 900.0
 
+    def __post_init__(self):
+        from ..core.options import at_least, is_bool, positive
+
+        at_least("measured_steps", self.measured_steps, 1)
+        at_least("warmup_steps", self.warmup_steps, 0)
+        is_bool("evaluate", self.evaluate)
+        positive("timeout_s", self.timeout_s, "seconds", 900)
+
     @classmethod
     def from_toml(cls, path: str | Path) -> "SweepSpec":
         """``[sweep]`` (measured_steps, warmup_steps, evaluate, timeout_s), ``[base]`` and ``[axes]`` tables."""
@@ -88,7 +95,79 @@ class SweepSpec:
         for k in axes:
             check_axis_name(k)
         from_mapping(doc.get("base", {}), origin=f"sweep spec {path} [base]")
-        return cls(base=doc.get("base", {}), axes=axes, **opts)
+        try:
+            return cls(base=doc.get("base", {}), axes=axes, **opts)
+        except ConfigError as e:
+            raise ConfigError(f"sweep spec {path} [sweep]: {e}") from None
+
+
+NO_AXES = "no axes to sweep: pass --spec FILE or --axis name=v1,v2 (e.g. --axis threads=1,2)"
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """What `cpugrpo sweep` runs. Validated on construction: a bad value is a ConfigError naming the flag and the
+    fix. Flags override the spec file: ``axis`` over its [axes], ``model`` over [base], ``steps``/``timeout``/
+    ``evaluate`` over [sweep]."""
+    spec: str | None = None          # --spec: TOML with [sweep], [base] and [axes] tables
+    axis: tuple[str, ...] = ()       # --axis name=v1,v2 (repeatable)
+    model: str | None = None         # --model: the model of every point
+    steps: int | None = None         # --steps: measured steps per trial
+    evaluate: bool = False           # --evaluate: also evaluate each trained trial
+    timeout: float | None = None     # --timeout: seconds before a trial is killed
+    resume: bool = False             # --resume: skip trials already in the store
+    isa_cap: str | None = None       # --isa-cap: every trial on an emulated lesser ISA
+    results_dir: str = "results"     # --results-dir
+
+    def __post_init__(self):
+        from ..core.options import at_least, is_bool, normalize, positive
+        from ..hw.runtime import isa_cap_env
+        from ..train.models import resolve
+
+        normalize(self, "axis", tuple(self.axis or ()))
+        if self.steps is not None:
+            at_least("--steps", self.steps, 1)
+        if self.timeout is not None:
+            positive("--timeout", self.timeout, "seconds", 900)
+        is_bool("--evaluate", self.evaluate)
+        is_bool("--resume", self.resume)
+        isa_cap_env(self.isa_cap)
+        parse_axes(list(self.axis))  # names and syntax, before anything runs
+        if not self.spec and not self.axis:
+            raise ConfigError(NO_AXES)
+        if self.model is not None:
+            resolve(self.model)
+
+
+def sweep(opts: SweepOptions, progress: bool = True, log=None) -> dict:
+    """Expand the grid of ``opts`` and run each point in its own trial process; returns the rows and what was
+    skipped. The caller has put ``opts.isa_cap`` into the environment (the trials inherit it)."""
+    import sys
+    from dataclasses import replace
+
+    from ..hw import hardware
+    from ..hw.runtime import usable_cpus
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    spec = SweepSpec.from_toml(opts.spec) if opts.spec else SweepSpec()
+    axes = {**spec.axes, **parse_axes(list(opts.axis))}
+    if not axes:
+        raise ConfigError(NO_AXES)
+    base = {**spec.base, **({"model": opts.model} if opts.model else {})}
+    over = {k: v for k, v in (("measured_steps", opts.steps), ("timeout_s", opts.timeout)) if v is not None}
+    if opts.evaluate:
+        over["evaluate"] = True
+    spec = replace(spec, **over)
+    configs, skipped = expand_grid(base, axes, max_threads=usable_cpus())
+    if not configs:
+        raise ConfigError(f"every grid point is invalid ({skipped[0][1]}): change the axes")
+    mid = hardware.detect(with_torch=False).machine_id
+    store = TrialStore.for_machine(mid, opts.results_dir)
+    for point, reason in skipped:
+        log(f"skipped {point}: {reason}")
+    rows = run_trials(specs_for(configs, spec), store, mid, resume=opts.resume, progress=progress)
+    return {"machine_id": mid, "store": str(store.path), "trials": rows,
+            "skipped": [{"point": p, "reason": r} for p, r in skipped], "grid_points": len(configs)}
 
 
 def expand_grid(base: dict, axes: dict[str, list], max_threads: int | None = None
@@ -105,14 +184,7 @@ def expand_grid(base: dict, axes: dict[str, list], max_threads: int | None = Non
     ok, skipped, seen = [], [], set()
     for values in itertools.product(*(axes[n] for n in names)):
         point = dict(zip(names, values))
-        values_map = dict(base)
-        for k, v in point.items():
-            if k in ALIASES:
-                continue
-            values_map[k] = v
-        if "prompts_per_step" in point:
-            g = values_map.get("num_generations", TrainConfig.num_generations)
-            values_map["batch_size"] = point["prompts_per_step"] * g
+        values_map = {**base, **from_columns(point, base)}
         try:
             cfg = from_mapping(values_map, origin="grid point")
         except ConfigError as e:

@@ -21,35 +21,61 @@ import time
 from dataclasses import dataclass
 
 from . import analysis
-from ..core.config import TrainConfig
+from ..core.errors import CpugrpoError
+from ..core.config import COLUMNS, TrainConfig, from_columns, from_mapping, knob_values, tuner_axes
 
-AXES_ORDER = ("threads", "rollout_precision", "update_precision", "shared_prefix", "gradient_checkpointing",
-              "prompts_per_step")
+AXES_ORDER = tuple(COLUMNS[name] for name, _ in tuner_axes())  # threads, rollout, update, prefix, ckpt, prompts
 
 
 @dataclass(frozen=True)
 class TuneOptions:
-    model: str = "tiny"
-    quick: bool = False
-    memory_budget_gb: float | None = None
-    time_budget_min: float | None = None
-    measured_steps: int = 3
-    quality_steps: int = 20
+    """What `cpugrpo tune` does. Validated on construction: a bad value is a ConfigError naming the flag and the
+    fix. ``measured_steps`` and ``quality_steps`` default by ``quick`` (3 and 15 quick, 4 and 40 full)."""
+    model: str = "tiny"                     # --model (the quality gate always uses tiny)
+    quick: bool = False                     # --quick
+    memory_budget_gb: float | None = None   # --memory-budget; None: 80% of available RAM
+    time_budget_min: float | None = None    # --time-budget; None: no limit
+    isa_cap: str | None = None              # --isa-cap: tune an emulated lesser ISA
+    check_grid: bool = False        # also run the full grid of the same axes, to check the search against it
+    profiles_dir: str = "profiles"          # --profiles-dir
+    results_dir: str = "results"            # --results-dir
+    measured_steps: int | None = None
+    quality_steps: int | None = None
     eval_n: int = 600
     num_generations: int = 8
     max_completion_length: int = 48
-    check_grid: bool = False        # also run the full grid of the same axes, to check the search against it
+
+    def __post_init__(self):
+        from ..core.options import at_least, is_bool, normalize, positive
+        from ..hw.runtime import isa_cap_env
+        from ..train.models import resolve
+
+        is_bool("--quick", self.quick)
+        is_bool("--check-grid", self.check_grid)
+        if self.memory_budget_gb is not None:
+            positive("--memory-budget", self.memory_budget_gb, "GB", 8)
+        if self.time_budget_min is not None:
+            positive("--time-budget", self.time_budget_min, "minutes", 30)
+        isa_cap_env(self.isa_cap)
+        if self.measured_steps is None:
+            normalize(self, "measured_steps", 3 if self.quick else 4)
+        if self.quality_steps is None:
+            normalize(self, "quality_steps", 15 if self.quick else 40)
+        at_least("measured_steps", self.measured_steps, 1)
+        at_least("quality_steps", self.quality_steps, 2)  # one warm-up step, then at least one measured
+        at_least("eval_n", self.eval_n, 3)
+        at_least("num_generations", self.num_generations, 2)
+        at_least("max_completion_length", self.max_completion_length, 1)
+        resolve(self.model)  # an unknown preset or a missing directory: refused before anything runs
 
     @classmethod
-    def make(cls, quick: bool, **kw) -> "TuneOptions":
-        kw = {k: v for k, v in kw.items() if v is not None}
-        if quick:
-            kw.setdefault("measured_steps", 3)
-            kw.setdefault("quality_steps", 15)
-        else:
-            kw.setdefault("measured_steps", 4)
-            kw.setdefault("quality_steps", 40)
-        return cls(quick=quick, **kw)
+    def make(cls, quick: bool = False, **kw) -> "TuneOptions":
+        """The options with ``None`` values left to their defaults."""
+        return cls(quick=quick, **{k: v for k, v in kw.items() if v is not None})
+
+
+class TuneError(CpugrpoError, RuntimeError):
+    """The tune could not recommend anything (every candidate failed); the message says where to look."""
 
 
 def thread_arms(n: int) -> list[int]:
@@ -71,23 +97,35 @@ def has_bf16(profile) -> bool:
 
 
 def search_space(profile, quick: bool) -> tuple[dict[str, list], list[str]]:
-    """The axes the tuner may try on this machine, and why arms were left out. Pure (profile in, dict out)."""
+    """The axes the tuner may try on this machine, and why arms were left out. Pure (profile in, dict out).
+    Axes, their values and their order come from the knob registry (core/config.py); threads are this machine's
+    thread arms; values that need bf16 instructions are pruned on a CPU without them."""
     pruned = []
-    bf16 = has_bf16(profile)
-    axes = {"threads": thread_arms(profile.n_usable),
-            "rollout_precision": ["fp32", "int8"] + (["bf16"] if bf16 else []),
-            "update_precision": ["fp32"] + (["bf16-autocast", "bf16"] if bf16 else []),
-            "shared_prefix": [False, True],
-            "gradient_checkpointing": [False, True],
-            "prompts_per_step": [4, 8] if quick else [4, 8, 16]}
-    if not bf16:
-        pruned.append("bf16 rollout and update arms: no AVX512-BF16, AMX or ARM BF16 instructions on this CPU "
-                      "(bf16 would be emulated, slower than fp32)")
-    if quick:
-        axes["gradient_checkpointing"] = [False]
-        pruned.append("gradient checkpointing: not tried in --quick (it trades time for memory; the full tune "
-                      "tries it)")
+    have = {"bf16": has_bf16(profile)}
+    axes = {}
+    for name, k in tuner_axes():
+        col = COLUMNS[name]
+        values = thread_arms(profile.n_usable) if name == "threads" else knob_values(k)
+        dropped = [v for v in values if k.needs.get(v) and not have.get(k.needs[v], True)]
+        if dropped:
+            pruned.append(f"{k.text(name)} {', '.join(map(str, dropped))}: no AVX512-BF16, AMX or ARM BF16 "
+                          f"instructions on this CPU (bf16 would be emulated, slower than fp32)")
+        values = [v for v in values if v not in dropped]
+        if quick and name != "threads" and knob_values(k, "quick") != knob_values(k):
+            kept = [v for v in values if v in knob_values(k, "quick")]
+            pruned.append(f"{k.text(name)}: only {', '.join(map(str, kept))} in --quick (the full tune tries "
+                          f"{', '.join(map(str, values))})")
+            values = kept
+        axes[col] = values
     return axes, pruned
+
+
+def start_point(n_usable: int) -> dict:
+    """Where the search starts: the defaults of every axis (TrainConfig's), at every usable CPU."""
+    d = TrainConfig()
+    start = {COLUMNS[name]: getattr(d, name) for name, _ in tuner_axes()}
+    start.update({"threads": n_usable, "prompts_per_step": d.prompts_per_step})
+    return start
 
 
 class Searcher:
@@ -100,11 +138,9 @@ class Searcher:
         self.t0 = time.perf_counter()
 
     def config(self, point: dict) -> TrainConfig:
-        p = dict(point)
-        pps = p.pop("prompts_per_step")
-        return TrainConfig(model=self.opts.model, num_generations=self.opts.num_generations,
-                           batch_size=pps * self.opts.num_generations,
-                           max_completion_length=self.opts.max_completion_length, **p)
+        base = TrainConfig(model=self.opts.model, num_generations=self.opts.num_generations,
+                           max_completion_length=self.opts.max_completion_length)
+        return from_mapping(from_columns(point, base.to_dict()), base, origin="tuner point")
 
     def over_time(self) -> bool:
         b = self.opts.time_budget_min
@@ -185,8 +221,10 @@ def _ranked(rows) -> list[dict]:
     return sorted(ok, key=analysis.samples_per_s, reverse=True)
 
 
-def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", progress=True, log=None) -> dict:
-    """Run the whole tuning job; returns the recommendation with its evidence (and writes the files)."""
+def tune(opts: TuneOptions, progress=True, log=None) -> dict:
+    """Run the whole tuning job; returns the recommendation with its evidence (and writes the files under
+    ``opts.profiles_dir`` and ``opts.results_dir``). The caller has put ``opts.isa_cap`` into the environment
+    (``runtime.prepare_process``) before torch was imported."""
     import os
     import sys
 
@@ -200,7 +238,7 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
     t_start = time.perf_counter()
     profile = hardware.detect()
     mid = profile.machine_id
-    prof_dir = os.path.join(profiles_dir, mid)
+    prof_dir = os.path.join(opts.profiles_dir, mid)
     atomic_write_json(os.path.join(prof_dir, "hardware.json"), profile.to_dict())
     log(f"machine {mid}: {profile.model_name}, {profile.n_usable} usable CPUs, ISA class {profile.isa_class}")
     n = profile.n_usable
@@ -213,10 +251,9 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
     axes, pruned = search_space(profile, opts.quick)
     for p in pruned:
         log(f"pruned: {p}")
-    store = TrialStore.for_machine(mid, results_dir)
+    store = TrialStore.for_machine(mid, opts.results_dir)
     s = Searcher(opts, store, mid, budget_mb)
-    start = {"threads": n, "rollout_precision": "fp32", "update_precision": "fp32", "shared_prefix": True,
-             "gradient_checkpointing": False, "prompts_per_step": 8}
+    start = start_point(n)
     log(f"search: coordinate descent over {', '.join(a for a in AXES_ORDER if a in axes)} on {opts.model}")
     best, best_row, record = coordinate_descent(start, axes, s.measure, s.over_time, log)
 
@@ -245,7 +282,7 @@ def tune(opts: TuneOptions, profiles_dir="profiles", results_dir="results", prog
             chosen = cand
             break
     if chosen is None:
-        raise RuntimeError("no configuration passed the quality gate and the fp32 baseline failed too: see the "
+        raise TuneError("no configuration passed the quality gate and the fp32 baseline failed too: see the "
                            f"failed trials in {store.path}")
     speed_rows = [r for r in s.rows.values() if r.get("status") == "ok"]
     front = analysis.pareto_front([(analysis.samples_per_s(r), analysis.peak_rss_mb(r)) for r in speed_rows])
