@@ -79,3 +79,31 @@ def test_detect_on_this_machine():
     p = hardware.detect(with_torch=True)
     assert p.n_usable >= 1 and p.torch["version"]
     assert hardware.HardwareProfile.from_dict(p.to_dict()) == p
+
+
+def test_detect_feeds_lscpu_to_the_parser_but_never_into_the_machine_id(monkeypatch):
+    """lscpu adds what /proc/cpuinfo lacks (here: 2 sockets, 2 threads per core from a Cascade Lake's lscpu); the
+    facts the id is built from stay this machine's, so installing lscpu cannot move the id."""
+    monkeypatch.setattr(hardware, "_lscpu", lambda: "")
+    without = hardware.detect(with_torch=False)
+    monkeypatch.setattr(hardware, "_lscpu", lambda: (FIX / "intel_cascadelake_2s.lscpu").read_text())
+    with_lscpu = hardware.detect(with_torch=False)
+    assert with_lscpu.sockets == 2 and with_lscpu.threads_per_core == 2  # the fixture's, not this machine's
+    assert with_lscpu.machine_id == without.machine_id
+    facts = lambda p: {k: getattr(p, k) for k in hardware.ID_FACTS}
+    assert facts(with_lscpu) == facts(without)
+
+
+def test_detect_of_other_trees_does_not_run_lscpu(monkeypatch, tmp_path):
+    def boom():
+        raise AssertionError("lscpu describes this machine, not the trees passed to detect()")
+
+    monkeypatch.setattr(hardware, "_lscpu", boom)
+    hardware.detect(proc=str(tmp_path / "p"), sys=str(tmp_path / "s"), with_torch=False)
+
+
+def test_lscpu_runs_or_gives_empty_text(monkeypatch):
+    text = hardware._lscpu()
+    assert text == "" or "CPU(s)" in text  # C locale: the keys parse_lscpu reads
+    monkeypatch.setattr(hardware.shutil, "which", lambda name: None)
+    assert hardware._lscpu() == ""

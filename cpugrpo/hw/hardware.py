@@ -2,11 +2,13 @@
 
 Parsers take the text of ``/proc/cpuinfo``, ``lscpu``, ``/proc/meminfo``, cgroup files and sysfs lists and never
 raise on bad input: what cannot be told is "unknown" (or None / 0). ``detect()`` is the only function that reads
-``/proc`` and ``/sys``; it tolerates their absence (containers, macOS) and falls back to py-cpuinfo and psutil.
+the machine (``/proc``, ``/sys``, the ``lscpu`` command); it tolerates their absence (containers, macOS) and falls
+back to py-cpuinfo and psutil.
 
-Emulated machines: ``detect(caps=...)`` describes this machine as seen under capability caps (an ISA ceiling
-applied through ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY, a CPU-affinity set). The profile says so in ``emulated``
-and in its id.
+Emulated machines: ``apply_caps`` describes a profile as seen under capability caps (an ISA ceiling, a CPU-affinity
+set). ``detect()`` applies them itself when this process runs under them: an ISA cap in ONEDNN_MAX_CPU_ISA (as
+``--isa-cap`` sets it) or an affinity set smaller than the machine (``taskset``). The profile says so in
+``emulated`` and in its id.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import os
 import platform
 import re
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -416,8 +420,32 @@ ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KMP_AFFINITY", "KMP_BLOCKTIME
             "OMP_PLACES")
 
 
+# Facts the machine id is built from (see ``machine_id``; ``microarch`` follows from vendor/family/model). detect()
+# takes them from /proc/cpuinfo (or py-cpuinfo) and never from lscpu, so that having lscpu installed or not, or an
+# lscpu that spells the model name differently (on Arm it names the core where /proc/cpuinfo has no model name),
+# cannot move the id that committed results are filed under.
+ID_FACTS = ("arch", "vendor", "model_name", "family", "model", "stepping", "microarch", "features")
+
+
+def _lscpu(timeout: float = 5.0) -> str:
+    """``lscpu``'s text (C locale, so the keys parse_lscpu knows), or "" where it is missing or fails."""
+    exe = shutil.which("lscpu")
+    if not exe:
+        return ""
+    try:
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, "LC_ALL": "C", "LANG": "C"})
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout if out.returncode == 0 else ""
+
+
 def detect(proc: str = "/proc", sys: str = "/sys", with_torch: bool = True) -> HardwareProfile:
-    """Read this machine. Missing /proc or /sys entries degrade to "unknown" fields, never an error."""
+    """Read this machine. Missing /proc or /sys entries degrade to "unknown" fields, never an error.
+
+    Precedence: what /sys, psutil and the affinity call report wins over ``lscpu``, which wins over /proc/cpuinfo,
+    except for ``ID_FACTS``, which lscpu never sets. lscpu adds sockets, threads per core, NUMA nodes and caches
+    where /sys lacks them, and the hypervisor's vendor."""
     import psutil
 
     extra: dict = {}
@@ -463,8 +491,9 @@ def detect(proc: str = "/proc", sys: str = "/sys", with_torch: bool = True) -> H
     extra["env"] = {k: os.environ[k] for k in ENV_VARS if k in os.environ}
     if with_torch:
         extra["torch"] = torch_build()
-    lscpu = ""
-    profile = build_profile(cpuinfo, lscpu, meminfo, **extra)
+    live = proc == "/proc" and sys == "/sys"  # lscpu reads the real machine: not mixed into a detect() of other trees
+    lscpu = {k: v for k, v in parse_lscpu(_lscpu() if live else "").items() if k not in ID_FACTS}
+    profile = build_profile(cpuinfo, "", meminfo, **{**lscpu, **{k: v for k, v in extra.items() if v is not None}})
     if profile.hypervisor == "yes":  # cpuinfo's flag only says "some hypervisor"
         profile = replace(profile, hypervisor="unknown hypervisor")
     caps = {}
