@@ -57,7 +57,7 @@ class TrainConfig:
                                         axis=4, quick_values=(False,), label="checkpointing", identity=True,
                                         bench=True)
     shared_prefix: bool = knob(True, "update forward runs each distinct prompt once, not once per completion",
-                               axis=3, identity=True, before=False)  # prefix.py
+                               axis=3, identity=True, before=False, keyed_at_before=True)  # prefix.py
     beta: float = knob(0.0, "KL weight; > 0 adds a reference model", identity=True)
     ref_precision: str = knob("fp32", "reference model precision", choices=REF_PRECISIONS, label="reference precision")
     format_reward_weight: float = knob(0.25, "weight of the format reward", flag=None, workload=True)
@@ -146,6 +146,16 @@ def from_columns(point: dict, base: dict | None = None) -> dict:
         g = point.get("num_generations", (base or {}).get("num_generations", TrainConfig.num_generations))
         out["batch_size"] = point["prompts_per_step"] * g
     return out
+
+
+def key_dict(cfg: TrainConfig, given=None) -> dict:
+    """The config as a trial's key sees it: a knob at the value rows ran with before it existed is left out, so
+    adding a knob changes no stored trial's key. ``keyed_at_before`` knobs (rows were keyed with them before this
+    rule) are left out only when ``given`` (the keys the stored spec spelled out) lacks them."""
+    given = set(cfg.to_dict() if given is None else given)
+    return {k: v for k, v in cfg.to_dict().items()
+            if not (k in BEFORE_THE_KNOB and v == BEFORE_THE_KNOB[k] and (not KNOBS[k].keyed_at_before
+                                                                           or k not in given))}
 
 
 def tuner_axes() -> list[tuple[str, Knob]]:

@@ -32,7 +32,9 @@ class Knob:
     label: str = ""                # words for it in tables and figure legends (default: the name with spaces)
     workload: bool = False         # defines the work itself: every side of a baseline shares it
     bench: bool = False            # an asv parameter of the GRPO benchmarks
-    before: Any = _UNSET           # the value rows written before the knob existed ran with
+    before: Any = _UNSET           # the value rows written before the knob existed ran with; a trial's key leaves
+                                   # the knob out at this value, so stored rows keep their keys (resume still works)
+    keyed_at_before: bool = False  # ... except knobs whose rows were keyed with it before this rule (shared_prefix)
 
     def flag_name(self, name: str) -> str | None:
         if self.flag is None:

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..core.config import TrainConfig, from_mapping
+from ..core.paths import portable
 from ..hw.runtime import apply_threads, child_env, resolve_threads
 
 MODES = ("cpugrpo", "trl-defaults")
@@ -172,8 +173,8 @@ def run_trial(spec: TrialSpec, machine_id: str | None = None, python: str = sys.
     else:
         last = [ln for ln in log_tail.splitlines() if ln.strip()][-1:] or ["no output"]
         row.update(status="failed", reason=f"crashed with exit code {code}: {last[0][:200]}")
-    if row["status"] == "failed":
-        row["log_tail"] = log_tail
+    if row["status"] == "failed":  # a reason or a traceback may name files: no home or temp paths in a row
+        row.update(reason=portable(row["reason"]), log_tail=portable(log_tail))
     return row
 
 
@@ -206,7 +207,9 @@ def _child(spec: TrialSpec) -> dict:
             from ..train.trainer import run_grpo
 
             steps = run_grpo(cfg, loaded.model, loaded.tokenizer, out_dir, progress=False, on_step=on_step)
-    out = {"status": "ok", "model": loaded.source, "random_weights": loaded.random_weights, "load_s": load_s,
+    out = {"status": "ok", "model": loaded.source,  # a preset's name (with its build's cache key), never a path
+           **({"model_cache_key": loaded.cache_key} if loaded.cache_key else {}),
+           "random_weights": loaded.random_weights, "load_s": load_s,
            "summary": summarize(steps, spec.warmup_steps), "steps": [s.to_dict() for s in steps]}
     if spec.evaluate:
         from ..train import evaluate
