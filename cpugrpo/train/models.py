@@ -1,8 +1,12 @@
 """Model presets and loading, all without downloads.
 
-- ``tiny`` (default): a ~6M-parameter Qwen2 with a BPE tokenizer trained here on the synthetic corpus (digits split
-  into single tokens, which small models need to learn arithmetic), warm-started by a short supervised pass on
-  worked solutions. Built once, deterministically from a seed, and cached under the user's cache directory.
+- ``tiny`` (default): a ~6M-parameter Qwen2 with a BPE tokenizer trained here on the synthetic corpus, warm-started
+  by a short supervised pass on copy drills, worked solutions and equation drills. Digit runs are split off before
+  byte-level BPE (``SPLIT_DIGITS = False``), and BPE merges every number of the corpus (0..99) into one token, so a
+  number is the same single token wherever it stands and copying an operand is a copy of one token (docs/LOG.md,
+  the warm-start entry: "a number must be one token wherever it stands").
+  Built once, deterministically from a seed, and cached under the user's cache directory; results record it as
+  ``tiny`` plus its cache key (``Loaded.cache_key``), never by the cache's path.
 - ``small`` (~50M) and ``qwen2-0.5b`` (the Qwen2-0.5B-Instruct shape, 494M parameters): random weights, for
   throughput and memory only. Their accuracy is meaningless; ``Preset.random_weights`` says so to every caller.
 - any local Hugging Face model directory (or a hub id where the hub is reachable); ``trust_remote_code`` is off.
@@ -22,7 +26,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
 from ..core.errors import CpugrpoError
+from ..core.paths import portable
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}"
@@ -329,8 +335,9 @@ def local_tokenizer(seed: int = 0):
 class Loaded:
     model: object
     tokenizer: object
-    source: str           # preset name or directory
+    source: str           # preset name, hub id, or the model directory as given (home written as ~): what rows record
     random_weights: bool  # accuracy of this model is meaningless
+    cache_key: str | None = None  # a cached preset's build ("tiny-v1-seed0-<hash>"): which build, without its path
 
 
 def resolve(spec: str) -> tuple[str, Path | None]:
@@ -355,25 +362,27 @@ def load(spec: str = "tiny", seed: int = 0, dtype=None, progress: bool = True) -
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kind, path = resolve(spec)
+    source, cache_key = portable(spec), None
     if kind == "preset":
         preset = PRESETS[spec]
         if spec == "tiny":
             path = ensure_tiny(seed, progress)
+            cache_key = path.name
         else:
             tokenizer = local_tokenizer(seed)
             model = _random_model(preset, tokenizer, seed)
             if dtype is not None:
                 model = model.to(dtype)
             return Loaded(model.eval(), tokenizer, spec, True)
-    source = str(path) if path else spec
+    where = str(path) if path else spec
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False, dtype=dtype or torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(where, trust_remote_code=False, dtype=dtype or torch.float32)
     except OSError as e:
-        raise ModelError(f"cannot load model {source!r} ({str(e).splitlines()[0][:160]}): pass a local directory "
+        raise ModelError(f"cannot load model {where!r} ({str(e).splitlines()[0][:160]}): pass a local directory "
                          f"saved with save_pretrained, or a preset ({', '.join(PRESETS)})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    build = Path(source) / "cpugrpo_build.json"
+    build = Path(where) / "cpugrpo_build.json"
     random_weights = bool(json.loads(build.read_text()).get("random_weights", False)) if build.exists() else False
-    return Loaded(model.eval(), tokenizer, source, random_weights)
+    return Loaded(model.eval(), tokenizer, source, random_weights, cache_key)

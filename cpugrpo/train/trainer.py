@@ -66,6 +66,7 @@ def grpo_args(cfg: TrainConfig, output_dir: str):
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         learning_rate=cfg.learning_rate,
+        optim=cfg.optimizer,
         lr_scheduler_type="constant",
         warmup_steps=0,
         weight_decay=0.0,
@@ -291,10 +292,12 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
     loaded.model.save_pretrained(model_dir)
     loaded.tokenizer.save_pretrained(model_dir)
     (model_dir / "cpugrpo_build.json").write_text(json.dumps({"trained_from": loaded.source,
+                                                              "trained_from_cache_key": loaded.cache_key,
                                                               "random_weights": loaded.random_weights}))
     save_toml(cfg, run_dir / "config.toml")
     metrics = {
         "model": loaded.source,
+        "model_cache_key": loaded.cache_key,
         "random_weights": loaded.random_weights,
         "config": cfg.to_dict(),
         "effective": {"threads": effective_threads, "batch_size": cfg.batch_size,
