@@ -21,7 +21,8 @@ def _cfg(tiny_dir, **kw):
 
 
 @pytest.mark.parametrize("kw", [{}, {"rollout_precision": "int8"}, {"rollout_precision": "bf16",
-                                                                       "gradient_checkpointing": True}])
+                                                                       "gradient_checkpointing": True},
+                                {"optimizer": "adafactor"}])
 def test_two_steps_change_every_parameter(tiny_dir, tmp_path, kw):
     loaded = models.load(str(tiny_dir))
     before = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
@@ -35,6 +36,17 @@ def test_two_steps_change_every_parameter(tiny_dir, tmp_path, kw):
         assert s.peak_rss_mb > 0
     unchanged = [n for n, p in loaded.model.named_parameters() if torch.equal(before[n], p.detach())]
     assert not unchanged
+
+
+@pytest.mark.parametrize("name,cls", [("adamw_torch_fused", "AdamW"), ("adamw_torch", "AdamW"),
+                                      ("adafactor", "Adafactor")])
+def test_optimizer_knob_reaches_the_trainer(tmp_path, name, cls):
+    from transformers import Trainer
+
+    args = trainer.grpo_args(TrainConfig(optimizer=name), str(tmp_path))
+    opt_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    assert opt_cls.__name__ == cls
+    assert kwargs.get("fused", False) == (name == "adamw_torch_fused")
 
 
 def test_reference_model_and_bf16_weights(tiny_dir, tmp_path):

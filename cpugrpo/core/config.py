@@ -18,6 +18,7 @@ from .knobs import _UNSET, Knob, field_type, knob, registry
 UPDATE_PRECISIONS = ("fp32", "bf16-autocast", "bf16")
 ROLLOUT_PRECISIONS = ("fp32", "bf16", "int8")
 REF_PRECISIONS = ("fp32", "bf16")
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adafactor")  # transformers' names
 
 
 DIFFICULTIES = ("basic", "intermediate", "advanced")
@@ -43,7 +44,10 @@ class TrainConfig:
                            bench_values=(4, 8), identity=True, workload=True, bench=True)
     num_generations: int = knob(8, "completions per prompt (the GRPO group size)", identity=True, workload=True)
     max_completion_length: int = knob(48, "max new tokens per completion", identity=True, workload=True)
-    learning_rate: float = knob(3e-5, "AdamW learning rate")
+    learning_rate: float = knob(3e-5, "learning rate")
+    optimizer: str = knob("adamw_torch_fused", "optimizer: fused AdamW (transformers' default), foreach AdamW, or "
+                          "Adafactor (factored second moments, less optimizer memory)", choices=OPTIMIZERS,
+                          identity=True, before="adamw_torch_fused")
     temperature: float = knob(1.0, "sampling temperature of the rollouts")
     seed: int = knob(0, "seed for data, sampling and the tiny preset", workload=True)
     update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16)",
