@@ -45,3 +45,68 @@ def test_git_commit_is_the_sha_when_clean_and_names_the_diff_when_dirty(tmp_path
 
 def test_git_commit_outside_a_checkout_is_none(tmp_path):
     assert git_commit(str(tmp_path)) is None
+
+
+_CHILD = """
+import os, subprocess, sys, time
+from cpugrpo.hw.runtime import die_with_parent
+die_with_parent(int(sys.argv[2]))
+grandchild = subprocess.Popen(["sleep", "60"])  # something the child spawns (a library's worker process)
+open(sys.argv[1], "w").write(f"{os.getpid()} {grandchild.pid}")
+time.sleep(60)
+"""
+
+_PARENT = """
+import subprocess, sys, os, time
+subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2], str(os.getpid())], start_new_session=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_die_with_parent_takes_the_child_and_its_group_along(tmp_path):
+    """SIGKILL the parent: the child (parent-death signal) and the child's own child (the group guard) go too."""
+    import os
+    import signal
+    import sys
+    import time
+
+    pids_file = tmp_path / "pids"
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, _CHILD, str(pids_file)])
+    pids = []
+    try:
+        deadline = time.monotonic() + 20
+        while not (pids_file.exists() and pids_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [int(x) for x in pids_file.read_text().split()]
+        assert all(_alive(p) for p in pids)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 2
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if _alive(p)], "the child or its own child outlived the parent"
+    finally:
+        parent.kill()
+        parent.wait()
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+def test_die_with_parent_leaves_a_shared_group_alone(tmp_path):
+    """Not the leader of its own group (no start_new_session): no guard, the caller's group is never killed."""
+    import sys
+
+    code = ("import os; from cpugrpo.hw.runtime import die_with_parent; "
+            "print(die_with_parent(os.getppid()), os.getpgrp() == os.getpid())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.split() == ["True", "False"], out.stderr

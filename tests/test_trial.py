@@ -55,3 +55,49 @@ def test_every_committed_trial_agrees_with_the_outside_measurement():
         s, o = r["summary"], r["outside"]
         assert abs(s["total_samples_per_s"] / o["samples_per_s"] - 1) < 0.05, r["trial_id"]
         assert abs(s["peak_rss_mb_os"] / o["os_peak_rss_mb"] - 1) < 0.05, r["trial_id"]
+
+
+def test_a_killed_sweep_leaves_no_trial_running(tiny_dir, tmp_path):
+    """SIGKILL `cpugrpo sweep` mid-trial: its trial process (and the trial's own group) dies with it, rather than
+    running on and competing for the CPUs with the resumed sweep."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    def alive(p):
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    cmd = [sys.executable, "-m", "cpugrpo.cli", "sweep", "--axis", "threads=1", "--model", str(tiny_dir),
+           "--steps", "50", "--results-dir", str(tmp_path / "results"), "--json"]
+    sweep = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and sweep.poll() is None:
+            trials = [c for c in psutil.Process(sweep.pid).children()
+                      if "cpugrpo.runs.trial" in " ".join(c.cmdline())]
+            # mid-run (torch imported: a few hundred MiB; 50 steps take about a minute more); the trial's own
+            # children (its group guard, see die_with_parent) must go too
+            if trials and trials[0].memory_info().rss > 200 * 2**20:
+                procs = [trials[0], *trials[0].children(recursive=True)]
+                break
+            time.sleep(0.1)
+        assert procs, f"the sweep never started a trial (exit code {sweep.poll()})"
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+        time.sleep(2)
+        left = [p.pid for p in procs if alive(p)]
+        assert not left, f"trial processes {left} outlived the killed sweep"
+    finally:
+        sweep.kill()
+        sweep.wait()
+        for p in procs:
+            if alive(p):
+                os.kill(p.pid, signal.SIGKILL)

@@ -13,6 +13,8 @@ One definition of each, used by the CLI, the trial runner, the trainer and the a
 - ``apply_threads(threads)``: ``torch.set_num_threads`` once, returning what torch reports back.
 - ``environment_snapshot()``: package versions, the thread facts that took effect, the variables above and the git
   commit: recorded in every result row.
+- ``die_with_parent(parent_pid)``: a measuring child (and whatever it spawns) is killed when its parent dies, so a
+  killed sweep leaves nothing running that competes for the CPUs with the next one.
 """
 
 from __future__ import annotations
@@ -87,6 +89,65 @@ def apply_threads(threads: int) -> int:
 
     torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_PID_VAR = "CPUGRPO_PARENT_PID"  # set by the parent of a measuring child: the pid it must outlive
+
+
+def _set_pdeathsig(sig: int) -> bool:
+    """Linux: ask the kernel to send ``sig`` to this process when the thread that started it exits."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(parent_pid: int | None = None) -> bool:
+    """Make this process, and every process in its process group, die when its parent dies (Linux; a no-op returning
+    False elsewhere). Call it first thing in a child started with ``start_new_session=True`` (its own group), before
+    torch is imported and before any thread is started (it forks).
+
+    - this process: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. The kernel sends the signal when the parent *thread* that
+      started us exits, so the parent must wait for the child on the thread that started it (``run_trial`` does).
+      The parent may have died before the prctl: if ``os.getppid()`` is no longer ``parent_pid`` (default: the
+      ``CPUGRPO_PARENT_PID`` variable, else the parent at the time of the call), exit at once.
+    - the group: a parent-death signal is not inherited by our own children (a library's worker processes), so a
+      small forked guard process waits, idle, for *our* death (its own parent-death signal, SIGTERM) and then
+      SIGKILLs the whole process group, itself included. It also clears up any leftover when we exit normally.
+      Only when this process leads its own group: a group shared with the caller is never killed.
+    """
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    if parent_pid is None:
+        parent_pid = int(os.environ.get(PARENT_PID_VAR) or os.getppid())
+    if not _set_pdeathsig(signal.SIGKILL):
+        return False  # no prctl (an unusual libc): run unguarded
+    if os.getppid() != parent_pid:  # the parent died before the prctl: nobody is waiting for us
+        os._exit(1)
+    me = os.getpid()
+    if os.getpgrp() != me:  # not our own group (not started with start_new_session): never kill someone else's
+        return True
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # pending until sigwait: no race with the prctl
+    if os.fork() == 0:  # the group's guard
+        try:
+            os.closerange(3, 1 << 16)  # no pipe of ours (the step pipe) stays open in here
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            if _set_pdeathsig(signal.SIGTERM):
+                if os.getppid() == me:  # else we are already orphaned
+                    signal.sigwait({signal.SIGTERM})
+                os.killpg(me, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    return True
 
 
 def git_commit(cwd: str | None = None) -> str | None:

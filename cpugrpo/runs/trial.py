@@ -9,6 +9,8 @@ parallel work. It then watches the child from outside:
 - the child's peak RSS comes from the kernel (``os.wait4`` rusage), besides the child's own sampling thread;
 - a timeout, a memory limit (RSS polled every 50 ms), a crash, a signal (SIGKILL from the OOM killer) or a Python
   ``MemoryError`` ends the trial as a failed row with its reason; the caller goes on.
+- the child runs in its own session and process group and dies with the parent (``die_with_parent``: Linux's
+  parent-death signal, and a guard that kills the child's whole group), so a SIGKILLed sweep leaves no trial running.
 
 The child trains ``warmup_steps + measured_steps`` GRPO steps (the first is warm-up, reported apart), and with
 ``evaluate`` set, evaluates the trained policy on the fixed held-out set (the tuner's quality gate).
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from ..core.config import TrainConfig, from_mapping
 from ..core.paths import portable
-from ..hw.runtime import apply_threads, child_env, resolve_threads
+from ..hw.runtime import PARENT_PID_VAR, apply_threads, child_env, die_with_parent, resolve_threads
 
 MODES = ("cpugrpo", "trl-defaults")
 
@@ -117,6 +119,7 @@ def run_trial(spec: TrialSpec, machine_id: str | None = None, python: str = sys.
         r, w = os.pipe()
         env = trial_env(spec)
         env["CPUGRPO_STEP_FD"] = str(w)
+        env[PARENT_PID_VAR] = str(os.getpid())  # the child dies with us (die_with_parent), even on our SIGKILL
         t0 = time.perf_counter()
         with open(log_path, "wb") as log:
             proc = subprocess.Popen([python, "-m", "cpugrpo.runs.trial", spec_path, out_path], env=env, stdout=log,
@@ -234,6 +237,8 @@ def _child(spec: TrialSpec) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    if os.environ.get(PARENT_PID_VAR):  # started by run_trial: die with it (and take our own children along)
+        die_with_parent(int(os.environ[PARENT_PID_VAR]))
     spec_path, out_path = argv
     from ..core.store import atomic_write_json
 
