@@ -1,7 +1,11 @@
-"""The CLI's commands: each parses its arguments into a config, calls one library function and returns a dict.
+"""The CLI's commands: each builds its options from the arguments, prepares the process, calls one library function
+and returns a dict.
 
-Thread settings are applied here, before torch is imported, so OpenMP's pool starts at the requested size.
-``UserError`` and the library's own errors are turned into one line on stderr by cli.main.
+Each command's options are a frozen dataclass next to the library function that consumes it (``EvalOptions`` in
+train/evaluate.py, ``TuneOptions`` in runs/tune.py, ...); it validates itself, so a bad value is a ``ConfigError``
+(a ``CpugrpoError``) that cli.main turns into one line on stderr and exit code 2. Thread counts and ISA caps go into
+the environment here (``runtime.prepare_process``), before torch is imported, so OpenMP's pool starts at the
+requested size and oneDNN / ATen read their caps.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ import os
 import sys
 import time
 
-from ..core.errors import CpugrpoError
 
-class UserError(CpugrpoError):
-    """A bad command-line value; the message names the fix."""
+def options_from_args(cls, args, **extra):
+    """``cls`` (an options dataclass) from argparse's namespace: each of its fields that ``args`` holds and is not
+    None (a flag left out keeps the dataclass's default), then ``extra``."""
+    from dataclasses import fields
+
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+    return cls(**{**values, **extra})
 
 
 def _set_thread_env(threads: int) -> None:
@@ -66,26 +74,12 @@ def cmd_train(args) -> dict:
 
 # -------------------------------------------------------------------------------------------------------- eval
 def cmd_eval(args) -> dict:
-    from ..core.config import ROLLOUT_PRECISIONS
+    from ..hw.runtime import prepare_process, resolve_threads
+    from ..train.evaluate import EvalOptions, run_eval
 
-    if args.precision not in ROLLOUT_PRECISIONS:
-        raise UserError(f"unknown precision {args.precision!r}: use one of {', '.join(ROLLOUT_PRECISIONS)}")
-    if args.n < 3:
-        raise UserError(f"--n must be at least 3, got {args.n}")
-    threads = _threads(args.threads)
-    from ..train.models import resolve
-
-    resolve(args.model)
-    _set_thread_env(threads)
-    from ..train import evaluate, models
-    from ..hw.runtime import apply_threads
-
-    apply_threads(threads)
-    loaded = models.load(args.model, seed=args.seed, progress=not args.json)
-    r = evaluate.evaluate(loaded.model, loaded.tokenizer, n=args.n, seed=args.seed, precision=args.precision,
-                          progress=not args.json, random_weights=loaded.random_weights,
-                          max_new_tokens=args.max_new_tokens)
-    return {"model": loaded.source, **r.to_dict()}
+    opts = options_from_args(EvalOptions, args)
+    prepare_process(resolve_threads(opts.threads))
+    return run_eval(opts, progress=not args.json)
 
 
 # -------------------------------------------------------------------------------------------------- curriculum
@@ -144,15 +138,10 @@ def cmd_curriculum(args) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- detect and probe
-def _apply_isa_cap(cap: str | None) -> None:
-    """Capability caps must be in the environment before torch is imported (ATen reads its cap at import)."""
+def cmd_detect(args) -> dict:
     from ..hw.runtime import prepare_process
 
-    prepare_process(isa_cap=cap)
-
-
-def cmd_detect(args) -> dict:
-    _apply_isa_cap(args.isa_cap)
+    prepare_process(isa_cap=args.isa_cap)  # ATen reads its capability cap when torch is imported
     from ..hw import hardware
 
     profile = hardware.detect()
@@ -182,158 +171,61 @@ def register_asv_machine(profile) -> str:
 
 
 def cmd_probe(args) -> dict:
-    from ..hw.runtime import usable_cpus
+    from ..hw.probes import ProbeOptions, probe
+    from ..hw.runtime import prepare_process
 
-    _apply_isa_cap(args.isa_cap)
-    n = usable_cpus()
-    threads = sorted({int(x) for x in args.threads.split(",")}) if args.threads else list(range(1, n + 1))
-    if not threads or threads[0] < 1 or threads[-1] > n:
-        raise UserError(f"--threads must be within 1..{n} (the usable CPUs)")
-    if args.repeats < 1 or args.n < 16:
-        raise UserError("--repeats must be >= 1 and --n >= 16")
-    _set_thread_env(threads[-1])
-    from ..hw import hardware, probes
-    from ..core.store import atomic_write_json
-
-    profile = hardware.detect()
-    out = {"machine_id": profile.machine_id, **probes.run_probes(threads, args.n, args.repeats, args.bw_mb,
-                                                                 progress=not args.json)}
-    path = os.path.join(args.profiles_dir, profile.machine_id, "probes.json")
-    atomic_write_json(path, out)
-    out["saved"] = path
-    return out
+    opts = options_from_args(ProbeOptions, args)
+    prepare_process(max(opts.threads), isa_cap=opts.isa_cap)  # OpenMP's pool at the largest count
+    return probe(opts, progress=not args.json)
 
 
 # ----------------------------------------------------------------------------------------------- rollout-bench
 def cmd_rollout_bench(args) -> dict:
-    from ..train.rollout import PRECISIONS
+    from ..hw.runtime import prepare_process, resolve_threads
+    from ..train.rollout import RolloutBenchOptions, rollout_bench
 
-    precisions = tuple(args.precisions.split(","))
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad:
-        raise UserError(f"unknown precision {bad[0]!r}: use some of {','.join(PRECISIONS)}")
-    threads = _threads(args.threads)
-    if args.batch_size < 1 or args.new_tokens < 1 or args.repeats < 1:
-        raise UserError("--batch-size, --new-tokens and --repeats must be at least 1")
-    from ..train.models import resolve
-
-    resolve(args.model)
-    _set_thread_env(threads)
-    from ..train import models
-    from ..train.rollout import bench_decode
-    from ..hw.runtime import apply_threads
-
-    effective = apply_threads(threads)
-    loaded = models.load(args.model, progress=not args.json)
-    r = bench_decode(loaded.model, loaded.tokenizer, precisions, args.batch_size, args.new_tokens, args.repeats,
-                     progress=not args.json)
-    return {"model": loaded.source, "threads": effective, **r}
-
+    opts = options_from_args(RolloutBenchOptions, args)
+    prepare_process(resolve_threads(opts.threads))
+    return rollout_bench(opts, progress=not args.json)
 
 
 # ------------------------------------------------------------------------------------------- sweep, tune, baseline
-def _machine_id() -> str:
-    from ..hw import hardware
-
-    return hardware.detect(with_torch=False).machine_id
-
-
 def cmd_sweep(args) -> dict:
-    from ..runs.sweep import SweepSpec, expand_grid, parse_axes, run_trials, specs_for
-    from ..core.store import TrialStore
+    from ..hw.runtime import prepare_process
+    from ..runs.sweep import SweepOptions, sweep
 
-    _apply_isa_cap(args.isa_cap)  # in the environment the trial processes inherit
-    spec = SweepSpec.from_toml(args.spec) if args.spec else SweepSpec()
-    axes = {**spec.axes, **parse_axes(args.axis or [])}
-    if not axes:
-        raise UserError("no axes to sweep: pass --spec FILE or --axis name=v1,v2 (e.g. --axis threads=1,2)")
-    base = dict(spec.base)
-    if args.model:
-        base["model"] = args.model
-    opts = {k: v for k, v in (("measured_steps", args.steps), ("timeout_s", args.timeout)) if v is not None}
-    if args.evaluate:
-        opts["evaluate"] = True
-    if opts:
-        from dataclasses import replace
-
-        spec = replace(spec, **opts)
-    from ..hw.runtime import usable_cpus
-
-    configs, skipped = expand_grid(base, axes, max_threads=usable_cpus())
-    if not configs:
-        raise UserError(f"every grid point is invalid ({skipped[0][1]}): change the axes")
-    mid = _machine_id()
-    store = TrialStore.for_machine(mid, args.results_dir)
-    for point, reason in skipped:
-        print(f"skipped {point}: {reason}", file=sys.stderr)
-    rows = run_trials(specs_for(configs, spec), store, mid, resume=args.resume, progress=not args.json)
-    return {"machine_id": mid, "store": str(store.path), "trials": rows, "skipped": [
-        {"point": p, "reason": r} for p, r in skipped], "grid_points": len(configs)}
+    opts = options_from_args(SweepOptions, args)
+    prepare_process(isa_cap=opts.isa_cap)  # in the environment the trial processes inherit
+    return sweep(opts, progress=not args.json)
 
 
 def cmd_tune(args) -> dict:
-    from ..hw.runtime import usable_cpus
-    from ..train.models import resolve
+    from ..hw.runtime import prepare_process, resolve_threads
     from ..runs.tune import TuneOptions, tune
 
-    if args.memory_budget is not None and args.memory_budget <= 0:
-        raise UserError(f"--memory-budget must be > 0 GB, got {args.memory_budget}")
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise UserError(f"--time-budget must be > 0 minutes, got {args.time_budget}")
-    resolve(args.model)
-    _apply_isa_cap(args.isa_cap)  # before torch is imported here and in every trial process
-    opts = TuneOptions.make(args.quick, model=args.model, memory_budget_gb=args.memory_budget,
-                            time_budget_min=args.time_budget, check_grid=args.check_grid)
-    _set_thread_env(usable_cpus())
-    rec = tune(opts, args.profiles_dir, args.results_dir, progress=not args.json)
-    from ..report.machine import write_report
+    opts = options_from_args(TuneOptions, args)
+    prepare_process(resolve_threads(None), isa_cap=opts.isa_cap)  # here and in every trial process
+    rec = tune(opts, progress=not args.json)
+    from ..report.machine import ReportOptions, report
 
-    rec["paths"]["report"] = write_report(rec["machine_id"], profiles_dir=args.profiles_dir,
-                                          results_dir=args.results_dir)
+    rec["paths"]["report"] = report(ReportOptions(machine=rec["machine_id"], profiles_dir=opts.profiles_dir,
+                                                  results_dir=opts.results_dir))["report"]
     return rec
 
 
 def cmd_baseline(args) -> dict:
-    from ..runs.baseline import record, run_baseline
-    from ..core.config import resolve_config
-    from ..core.store import TrialStore
+    from ..runs.baseline import BaselineOptions, baseline
 
-    mid = _machine_id()
-    from ..runs.recommend import file_name
+    return baseline(options_from_args(BaselineOptions, args), progress=not args.json)
 
-    config = args.config
-    if config is None:  # the model's own recommendation if it was tuned, else the machine's default one
-        own = os.path.join(args.profiles_dir, mid, file_name(args.model or "tiny"))
-        config = own if os.path.exists(own) else os.path.join(args.profiles_dir, mid, "recommended.toml")
-    if not os.path.exists(config):
-        raise UserError(f"no recommended config at {config}: run `cpugrpo tune --quick` first or pass --config FILE")
-    flags = {"model": args.model, "batch_size": args.batch_size}
-    cfg, _ = resolve_config(config, flags)
-    _threads(cfg.threads)
-    if args.pairs < 1 or args.steps < 1:
-        raise UserError("--pairs and --steps must be at least 1")
-    from ..train.memory import fit_batch, shape_of
-
-    fit_batch(cfg, shape_of(cfg.model))
-    store = TrialStore.for_machine(mid, args.results_dir)
-    out = run_baseline(cfg, pairs=args.pairs, measured_steps=args.steps, store=store, machine_id=mid,
-                       progress=not args.json)
-    out["config_file"] = config
-    out["baselines_file"] = str(record(out, mid, config, args.results_dir))
-    return out
 
 def cmd_report(args) -> dict:
-    from ..report.machine import write_report
+    from ..report.machine import ReportOptions, report
 
-    mid = args.machine or _machine_id()
-    return {"machine_id": mid, "report": write_report(mid, args.profiles_dir, args.results_dir, args.asv_dir,
-                                                      args.out_dir)}
+    return report(options_from_args(ReportOptions, args))
 
 
 def cmd_compare(args) -> dict:
-    from ..report.compare import write_compare
+    from ..report.compare import CompareOptions, compare
 
-    return write_compare(args.ids, args.reference, args.name, args.profiles_dir, args.results_dir,
-                         os.path.join(args.out_dir, "compare"))
-
-
+    return compare(options_from_args(CompareOptions, args))

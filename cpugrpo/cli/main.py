@@ -1,14 +1,14 @@
 """The ``cpugrpo`` command: parse, build a config, call one library function, print a table or ``--json``.
 
-Thread settings go into the environment in the commands (hw/runtime.py), before torch is imported.
-Errors the user can fix are one line on stderr, exit code 2, no traceback.
+Each command builds its options dataclass (validated on construction), puts thread settings into the environment
+(hw/runtime.py) before torch is imported, and calls one library function. Errors the user can fix are
+``CpugrpoError``s: one line on stderr, exit code 2, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from . import tables
@@ -114,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="the main job: detect, probe, search, quality gate, recommend, report")
     p.add_argument("--quick", action="store_true", help="fewer arms and steps (about 5 minutes on 2 cores)")
     p.add_argument("--model", default="tiny", help="model to tune throughput on (the quality gate always uses tiny)")
-    p.add_argument("--memory-budget", type=float, help="GB a training run may use (default 80%% of available RAM)")
-    p.add_argument("--time-budget", type=float, help="minutes; the search stops starting new axes after this")
+    p.add_argument("--memory-budget", type=float, dest="memory_budget_gb",
+                   help="GB a training run may use (default 80%% of available RAM)")
+    p.add_argument("--time-budget", type=float, dest="time_budget_min",
+                   help="minutes; the search stops starting new axes after this")
     p.add_argument("--isa-cap", help="tune an emulated lesser ISA (avx2, avx512, avx512_core_bf16); for fewer cores "
                                      "run under taskset -c")
     p.add_argument("--check-grid", action="store_true",
@@ -164,8 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     from ..core.errors import CpugrpoError
 
     try:
-        if getattr(args, "model", None) and args.command == "eval":
-            args.model = _run_model_dir(args.model)
         result = args.func(args)
     except CpugrpoError as e:
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
@@ -179,14 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args.show(result)
     return 0
-
-
-def _run_model_dir(spec: str) -> str:
-    """A run directory (from `cpugrpo train`) holds its model under model/: accept either."""
-    if os.path.isdir(spec) and not os.path.exists(os.path.join(spec, "config.json")) and \
-            os.path.exists(os.path.join(spec, "model", "config.json")):
-        return os.path.join(spec, "model")
-    return spec
 
 
 if __name__ == "__main__":

@@ -11,8 +11,54 @@ process, with OMP_NUM_THREADS set to the largest count before torch starts.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+from ..core.options import at_least, csv_ints, normalize
 from ..core.stats import median_and_spread
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """What `cpugrpo probe` measures. Validated on construction: a bad value is a ConfigError naming the flag and
+    the fix. ``threads`` may be given as "1,2"; None means 1..usable CPUs."""
+    threads: tuple[int, ...] | None = None   # --threads: thread counts, each within 1..usable CPUs
+    n: int = 1024                            # --n: GEMM size (n x n x n)
+    repeats: int = 5                         # --repeats: samples per measurement
+    bw_mb: int = 256                         # --bw-mb: MiB copied by the bandwidth probe
+    isa_cap: str | None = None               # --isa-cap: emulate a lesser ISA
+    profiles_dir: str = "profiles"           # --profiles-dir: probes.json goes under <id>/
+
+    def __post_init__(self):
+        from .runtime import isa_cap_env, resolve_threads, usable_cpus
+
+        if self.threads is None:
+            normalize(self, "threads", tuple(range(1, usable_cpus() + 1)))
+        else:
+            normalize(self, "threads", tuple(sorted(set(csv_ints("--threads", self.threads, "1,2")))))
+        for t in self.threads:
+            resolve_threads(t)
+        at_least("--n", self.n, 16)
+        at_least("--repeats", self.repeats, 1)
+        at_least("--bw-mb", self.bw_mb, 1)
+        isa_cap_env(self.isa_cap)
+
+
+def probe(opts: ProbeOptions, progress: bool = True) -> dict:
+    """Run the probes at every thread count of ``opts`` and save them as profiles/<id>/probes.json. The caller has
+    put the largest thread count and the ISA cap into the environment (``runtime.prepare_process``) before torch
+    was imported."""
+    import os
+
+    from ..core.store import atomic_write_json
+    from . import hardware
+
+    profile = hardware.detect()
+    out = {"machine_id": profile.machine_id, **run_probes(list(opts.threads), opts.n, opts.repeats, opts.bw_mb,
+                                                         progress=progress)}
+    path = os.path.join(opts.profiles_dir, profile.machine_id, "probes.json")
+    atomic_write_json(path, out)
+    out["saved"] = path
+    return out
 
 
 def _time(fn, repeats: int, min_s: float = 0.05) -> list[float]:

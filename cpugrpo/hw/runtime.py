@@ -56,7 +56,7 @@ def isa_cap_env(cap: str | None) -> dict[str, str]:
     if not cap:
         return {}
     if cap not in ISA_CAPS:
-        raise ConfigError(f"unknown ISA cap {cap!r}: use one of {', '.join(ISA_CAPS)}")
+        raise ConfigError(f"unknown ISA cap {cap!r}: use --isa-cap with one of {', '.join(ISA_CAPS)}")
     c = ISA_CAPS[cap]
     return {"ONEDNN_MAX_CPU_ISA": c["onednn"], "MKL_ENABLE_INSTRUCTIONS": c["mkl"], "ATEN_CPU_CAPABILITY": c["aten"]}
 

@@ -11,13 +11,49 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import ConfigError
+from ..core.options import normalize, plain_name
 from . import plots
 from .machine import ReportError
 from .render import figure_png, html_table, md_table, probe_peak, read_json
 
 CONFIG = list(plots.KNOBS)  # every knob: configurations differing in any one are different rows
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What `cpugrpo compare` compares. Validated on construction: a bad value is a ConfigError naming the flag and
+    the fix. ``reference`` defaults to the first id."""
+    ids: tuple[str, ...]             # machine ids (folders under profiles/), at least two
+    reference: str | None = None     # --reference: the machine the ratios are relative to
+    name: str | None = None          # --name: output folder under <out_dir>/compare/
+    profiles_dir: str = "profiles"   # --profiles-dir
+    results_dir: str = "results"     # --results-dir
+    out_dir: str = "reports"         # --out-dir: <out_dir>/compare/<name>/ is written here
+
+    def __post_init__(self):
+        normalize(self, "ids", tuple([self.ids] if isinstance(self.ids, str) else self.ids))
+        if len(self.ids) < 2:
+            raise ConfigError(f"compare needs at least two machine ids, got {len(self.ids)}: use cpugrpo compare ID "
+                              f"ID ... (ids are the folders under {self.profiles_dir}/)")
+        for mid in self.ids:
+            plain_name("each ID", mid, "a machine id", f"pass the folder names under {self.profiles_dir}/")
+        twice = sorted({m for m in self.ids if self.ids.count(m) > 1})
+        if twice:
+            raise ConfigError(f"machine id {twice[0]!r} is listed twice: list each machine once")
+        if self.reference is not None and self.reference not in self.ids:
+            raise ConfigError(f"reference {self.reference!r} is not among the compared ids: pass one of them to "
+                              f"--reference")
+        plain_name("--name", self.name, "a folder name", "pass e.g. --name big-vs-small")
+
+
+def compare(opts: CompareOptions) -> dict:
+    """Write <out_dir>/compare/<name>/{index.html, report.md, comparison.png}; returns the table and the path."""
+    return write_compare(list(opts.ids), opts.reference, opts.name, opts.profiles_dir, opts.results_dir,
+                         str(Path(opts.out_dir) / "compare"))
 
 
 def gather(ids: list[str], profiles_dir="profiles", results_dir="results") -> dict:
@@ -143,11 +179,8 @@ def write_compare(ids: list[str], reference: str | None = None, name: str | None
                   results_dir="results", out_root="reports/compare") -> dict:
     from ..core.store import atomic_write_text
 
-    if len(ids) < 2:
-        raise ReportError("compare needs at least two machine ids: cpugrpo compare ID ID ...")
-    reference = reference or ids[0]
-    if reference not in ids:
-        raise ReportError(f"reference {reference!r} is not among the compared ids: pass one of them to --reference")
+    opts = CompareOptions(tuple(ids), reference, name, str(profiles_dir), str(results_dir))  # refuses bad ids
+    reference = opts.reference or ids[0]
     machines = gather(ids, profiles_dir, results_dir)
     t = table(machines, reference)
     out = Path(out_root) / (name or "-vs-".join(i[:40] for i in ids)[:200])

@@ -14,12 +14,14 @@ import io
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import plots
 from .render import figure_png, html_table, md_table, probe_peak, read_json
 from .results import ResultsError
 from ..core.errors import CpugrpoError
+from ..core.options import plain_name
 
 BYTES = {"fp32": 4, "bf16": 2, "int8": 1}
 # Mean prompt length of the synthetic training prompts with the chat template, tiny tokenizer (measured over 300
@@ -30,6 +32,30 @@ MEAN_PROMPT_TOKENS = 39
 
 class ReportError(CpugrpoError, ValueError):
     """Cannot build a report at all (no profile); the message names the fix."""
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What `cpugrpo report` builds. Validated on construction: a bad value is a ConfigError naming the flag and the
+    fix."""
+    machine: str | None = None       # --machine: machine id; None: this machine
+    profiles_dir: str = "profiles"   # --profiles-dir
+    results_dir: str = "results"     # --results-dir
+    asv_dir: str = ".asv/results"    # --asv-dir (optional data)
+    out_dir: str = "reports"         # --out-dir: reports/<id>/ is written here
+
+    def __post_init__(self):
+        plain_name("--machine", self.machine, "a machine id",
+                   f"pass a folder name under {self.profiles_dir}/ (ls {self.profiles_dir}), or leave --machine out")
+
+
+def report(opts: ReportOptions) -> dict:
+    """Write reports/<id>/{index.html, report.md, *.png} for ``opts.machine`` (default: this machine)."""
+    from ..hw import hardware
+
+    mid = opts.machine or hardware.detect(with_torch=False).machine_id
+    return {"machine_id": mid, "report": write_report(mid, opts.profiles_dir, opts.results_dir, opts.asv_dir,
+                                                      opts.out_dir)}
 
 
 def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results") -> dict:

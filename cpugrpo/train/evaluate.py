@@ -10,7 +10,56 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..core.options import at_least, normalize, one_of
 from ..core.stats import paired_difference, wilson  # noqa: F401  (paired_difference re-exported)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `cpugrpo eval` measures. Validated on construction: a bad value is a ConfigError (or, for the model,
+    a ModelError) naming the flag and the fix."""
+    model: str = "tiny"          # --model: a preset, a model directory, or a run directory (its model/ is used)
+    n: int = 600                 # --n: held-out problems, balanced over difficulties
+    precision: str = "fp32"      # --precision of the answering model
+    seed: int = 0                # --seed of the held-out problem set (and of the tiny preset)
+    threads: int | None = None   # --threads; None: every usable CPU
+    max_new_tokens: int = 48     # --max-new-tokens per answer
+
+    def __post_init__(self):
+        from ..hw.runtime import resolve_threads
+        from .models import resolve
+        from .rollout import PRECISIONS
+
+        normalize(self, "model", run_model_dir(self.model))
+        one_of("--precision", self.precision, PRECISIONS, "precision")
+        at_least("--n", self.n, 3)
+        at_least("--max-new-tokens", self.max_new_tokens, 1)
+        resolve_threads(self.threads)
+        resolve(self.model)
+
+
+def run_model_dir(spec: str) -> str:
+    """A run directory (from `cpugrpo train`) holds its model under model/: accept either."""
+    import os
+
+    if os.path.isdir(spec) and not os.path.exists(os.path.join(spec, "config.json")) and \
+            os.path.exists(os.path.join(spec, "model", "config.json")):
+        return os.path.join(spec, "model")
+    return spec
+
+
+def run_eval(opts: EvalOptions, progress: bool = True) -> dict:
+    """Load ``opts.model`` and evaluate it; the caller has put the thread count into the environment
+    (``runtime.prepare_process``) before torch was imported."""
+    from ..hw.runtime import apply_threads, resolve_threads
+    from . import models
+
+    apply_threads(resolve_threads(opts.threads))
+    loaded = models.load(opts.model, seed=opts.seed, progress=progress)
+    r = evaluate(loaded.model, loaded.tokenizer, n=opts.n, seed=opts.seed, precision=opts.precision,
+                 progress=progress, random_weights=loaded.random_weights, max_new_tokens=opts.max_new_tokens)
+    return {"model": loaded.source, **r.to_dict()}
+
 
 @dataclass
 class Accuracy:

@@ -21,8 +21,51 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from dataclasses import dataclass
+
+from ..core.errors import ConfigError
+from ..core.options import at_least, csv_items, normalize
 
 PRECISIONS = ("fp32", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class RolloutBenchOptions:
+    """What `cpugrpo rollout-bench` times. Validated on construction: a bad value is a ConfigError (or, for the
+    model, a ModelError) naming the flag and the fix. ``precisions`` may be given as "fp32,int8"."""
+    model: str = "small"                         # --model: preset or model directory
+    precisions: tuple[str, ...] = PRECISIONS     # --precisions, interleaved in this order
+    batch_size: int = 8                          # --batch-size: sequences decoded together
+    new_tokens: int = 64                         # --new-tokens per sequence (forced)
+    repeats: int = 3                             # --repeats: interleaved repeats per precision
+    threads: int | None = None                   # --threads; None: every usable CPU
+
+    def __post_init__(self):
+        from ..hw.runtime import resolve_threads
+        from .models import resolve
+
+        normalize(self, "precisions", csv_items("--precisions", self.precisions, "fp32,int8"))
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad:
+            raise ConfigError(f"unknown precision {bad[0]!r}: use some of {','.join(PRECISIONS)} in --precisions")
+        resolve_threads(self.threads)
+        at_least("--batch-size", self.batch_size, 1)
+        at_least("--new-tokens", self.new_tokens, 1)
+        at_least("--repeats", self.repeats, 1)
+        resolve(self.model)
+
+
+def rollout_bench(opts: RolloutBenchOptions, progress: bool = True) -> dict:
+    """Load ``opts.model`` and time its decode at each precision; the caller has put the thread count into the
+    environment (``runtime.prepare_process``) before torch was imported."""
+    from ..hw.runtime import apply_threads, resolve_threads
+    from . import models
+
+    effective = apply_threads(resolve_threads(opts.threads))
+    loaded = models.load(opts.model, progress=progress)
+    r = bench_decode(loaded.model, loaded.tokenizer, opts.precisions, opts.batch_size, opts.new_tokens, opts.repeats,
+                     progress=progress)
+    return {"model": loaded.source, "threads": effective, **r}
 
 
 class RolloutModel:
@@ -32,7 +75,7 @@ class RolloutModel:
         import torch
 
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown rollout precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"unknown rollout precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.policy = policy
         self.precision = precision
         self.refresh_seconds = 0.0
