@@ -1,9 +1,13 @@
-"""hw/runtime.py: the commit id recorded with every measurement ties a dirty tree to its exact diff."""
+"""hw/runtime.py: the thread count a run may use, and the commit id recorded with every measurement (it ties a
+dirty tree to its exact diff)."""
 
 import re
 import subprocess
 
-from cpugrpo.hw.runtime import git_commit
+import pytest
+
+from cpugrpo.core.errors import ConfigError
+from cpugrpo.hw.runtime import git_commit, resolve_threads, usable_cpus
 
 
 def _git(repo, *args):
@@ -45,6 +49,12 @@ def test_git_commit_is_the_sha_when_clean_and_names_the_diff_when_dirty(tmp_path
 
 def test_git_commit_outside_a_checkout_is_none(tmp_path):
     assert git_commit(str(tmp_path)) is None
+
+
+def test_threads_above_usable_cpus():
+    with pytest.raises(ConfigError, match="usable CPUs"):
+        resolve_threads(usable_cpus() + 1)
+    assert resolve_threads(usable_cpus()) == usable_cpus() == resolve_threads(None)
 
 
 _CHILD = """

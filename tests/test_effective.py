@@ -1,7 +1,12 @@
+"""What took effect inside a process: oneDNN's verbose log parsed, requested settings compared with the facts."""
+
+import os
 import subprocess
 import sys
 
-from cpugrpo.hw import effective, probes
+import torch
+
+from cpugrpo.hw import effective
 
 VERBOSE = """onednn_verbose,v1,info,oneDNN v3.12.0 (commit x)
 onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions
@@ -22,9 +27,26 @@ def test_compare_flags_differences():
     assert flags and "avx2" in flags[0]
 
 
-def test_effective_settings_in_this_process():
-    e = effective.effective_settings()
-    assert e["torch_threads"] >= 1 and e["bf16_matmul"] and e["allocator"]
+def test_effective_settings_in_this_process(monkeypatch):
+    """Set 1 thread in this process: the facts say 1 thread and nothing differs from the request."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        e = effective.effective_settings()
+    finally:
+        torch.set_num_threads(before)
+    assert e["torch_threads"] == 1 and e["env"]["OMP_NUM_THREADS"] == "1"
+    assert e["omp_max_threads"] == 1 or e["parallel_backend"] != "OpenMP"
+    assert e["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert e["affinity"] == sorted(os.sched_getaffinity(0))
+    assert effective.compare(effective.requested_settings(1), e) == []
+    # the bf16 kernel's ISA class is the one its oneDNN name says (or ATen's, where oneDNN declined)
+    if e["bf16_matmul"].startswith("aten fallback"):
+        assert e["bf16_isa_class"] == str(e["cpu_capability"]).lower()
+    else:
+        assert e["bf16_isa_class"] == effective.isa_class_of_kernel(e["bf16_matmul"]) != "unknown"
 
 
 def test_isa_cap_takes_effect_in_a_child_process():
@@ -34,9 +56,3 @@ def test_isa_cap_takes_effect_in_a_child_process():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "avx2"
 
-
-def test_probes_small():
-    r = probes.run_probes([1], n=64, repeats=2, bw_mb=4, progress=False)
-    kinds = {row["probe"] for row in r["results"]}
-    assert kinds == {"fp32", "bf16", "int8", "bandwidth"}
-    assert probes.peak(r, "fp32") > 0 and probes.peak(r, "bandwidth") > 0

@@ -1,0 +1,23 @@
+"""Cross-machine comparison: ratios computed from exactly the numbers in its table."""
+
+from pathlib import Path
+
+import pytest
+
+from cpugrpo.report.compare import write_compare
+
+from .report_data import make_machine, trial_row
+
+
+def test_compare_ratios_match_the_numbers(tmp_path):
+    make_machine(tmp_path, "big", [trial_row(0, sps=50.0), trial_row(1, rollout="int8", sps=60.0)])
+    lesser = [trial_row(0, sps=20.0, machine="lesser"), trial_row(1, rollout="int8", sps=45.0, machine="lesser"),
+              trial_row(2, prompts=8, sps=30.0, machine="lesser")]
+    make_machine(tmp_path, "lesser", lesser, emulated={"isa": "avx2"})
+    r = write_compare(["big", "lesser"], profiles_dir=tmp_path / "profiles", results_dir=tmp_path / "results",
+                      out_root=tmp_path / "cmp")
+    assert r["configurations"] == 2  # the prompts=8 point exists on one machine only: not comparable
+    ratios = sorted(row["lesser / big"] for row in r["table"])
+    assert ratios == pytest.approx([0.4, 0.75])
+    page = Path(r["report"]).read_text()
+    assert "emulated" in page and "0.400" in page
