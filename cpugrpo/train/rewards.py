@@ -3,9 +3,11 @@
 TRL passes every dataset column as a keyword argument, so the gold answer arrives as ``answer=[...]``. Completions
 are plain strings here (we template prompts ourselves); chat-style lists of messages are accepted too.
 
-Departures from a pure correctness reward: DESIGN.md records that with correctness alone a tiny model that rarely
-answers right gets zero advantages. ``format_reward`` adds a small, separately logged signal for the GSM8K shape
-(worked equations, then one ``#### N`` line, then nothing), which also rewards terminating.
+Departures from a pure correctness reward: with correctness alone, a group whose completions are all wrong (the
+usual case for a tiny model that rarely answers right) has zero reward variance, hence zero advantages, and teaches
+nothing (docs/LOG.md, the GRPO entries: most groups had zero variance, so only about a third of a batch carried
+signal). ``format_reward`` adds a small, separately logged signal for the GSM8K shape (worked equations, then one
+``#### N`` line, then nothing), which also rewards terminating.
 """
 
 from __future__ import annotations

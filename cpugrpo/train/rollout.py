@@ -2,8 +2,10 @@
 
 Why a snapshot rather than TRL's own generation: TRL generates with the training model, which under
 ``bf16=True`` runs every decode step through accelerate's autocast wrapper. On CPU that re-casts the weights at
-every decode step and makes generation ~1.5x *slower* (DESIGN.md). A snapshot holds weights already in the rollout
-precision, so the cast happens once per step, in ``refresh()``, and is timed as part of the rollout.
+every decode step: a pass over all the weights per generated token, on top of the matmuls it was meant to speed up.
+A snapshot holds weights already in the rollout precision, so the cast happens once per step, in ``refresh()``, and
+is timed as part of the rollout. (Even so, bf16 decoding is slower than fp32 on a CPU without AMX: 0.79-0.89x at
+batch 1 / 8 / 32 in docs/LOG.md's no-AMX entry, which is why the tuner measures the precisions rather than assuming.)
 
 - ``fp32``: the snapshot's parameters alias the policy's fp32 tensors (no copy, always current). If the policy holds
   bf16 weights, they are up-cast into a separate fp32 copy.
