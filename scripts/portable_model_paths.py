@@ -1,4 +1,4 @@
-"""Rewrite stored trial rows that name a cached preset by its path ("/home/u/.cache/cpugrpo/models/tiny-v1-seed0-<hash>")
+"""Rewrite stored trial rows that name a cached preset by its path (".../.cache/cpugrpo/models/tiny-v1-seed0-<hash>")
 to the form rows are written in now: ``"model": "tiny", "model_cache_key": "tiny-v1-seed0-<hash>"``.
 
 Deterministic and idempotent: every other byte of every row is kept (a row is rewritten only if json.dumps of its

@@ -5,8 +5,9 @@ AdamW states, the rollout snapshot and reference model, and activations per comp
 measured runs (OS peak RSS, batch 64, fp32, 48 new tokens, 2 threads; docs/LOG.md):
 tiny (2 x 512) 1482 MiB -> estimate 1526 (+3%); small (12 x 512) 5418 MiB -> estimate 5132 (-5%).
 For the 494M shape at 8 completions (int8 rollout, fp32 update) it says 13231 MiB against 10259 and 10277 MiB
-measured (docs/LOG.md: the two 494M baseline pairs, shared prefix on): 29% high, on the safe side. bf16 and gradient checkpointing are scaled by reasoning (half the bytes; one layer of saved
-activations), not fitted: treat those estimates as guesses. The shared prefix (prefix.py, on by default) lowers the
+measured (docs/LOG.md: the two 494M baseline pairs, shared prefix on): 29% high, on the safe side. bf16 and
+gradient checkpointing are scaled by reasoning (half the bytes; one layer of saved activations), not fitted: treat
+those estimates as guesses. The shared prefix (prefix.py, on by default) lowers the
 real peak and is ignored here, on the safe side: small, batch 64, int8 rollout measured 3555 MiB with it and 5683
 MiB without, against an estimate of 5167 MiB.
 """
