@@ -109,7 +109,7 @@ def train_config(model: str, p: dict, steps: int):
 
 
 def trial(model: str, p: dict, measured_steps: int = 3, evaluate: bool = False, eval_precisions=(), **cfg_over):
-    """One configuration measured in its own process (cpugrpo.trial): the numbers every track_ returns."""
+    """One configuration measured in its own process (cpugrpo.runs.trial): the numbers every track_ returns."""
     from cpugrpo.runs.trial import TrialSpec, run_trial
 
     cfg = train_config(model, p, 1 + measured_steps).replace(**cfg_over)

@@ -416,8 +416,8 @@ def torch_build() -> dict:
 
 
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KMP_AFFINITY", "KMP_BLOCKTIME", "KMP_HW_SUBSET",
-            "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "LD_PRELOAD", "MALLOC_CONF", "OMP_PROC_BIND",
-            "OMP_PLACES")
+            "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "LD_PRELOAD",
+            "MALLOC_CONF", "OMP_PROC_BIND", "OMP_PLACES")
 
 
 # Facts the machine id is built from (see ``machine_id``; ``microarch`` follows from vendor/family/model). detect()

@@ -1,5 +1,5 @@
-"""Per-machine reports and cross-machine comparisons: ``reports/<machine-id>/{index.html, report.md, *.png}`` and
-``reports/compare/<name>/{index.html, report.md, *.png}``.
+"""The per-machine report: ``reports/<machine-id>/{index.html, report.md, *.png}`` (the cross-machine comparison,
+``reports/compare/<name>/``, is compare.py).
 
 ``gather*`` read files; ``render_*`` are pure (data in, str or Figure out); ``write_*`` do the I/O. The HTML is
 self-contained (figures embedded as base64 PNG, no scripts, no server); every string taken from data is escaped.

@@ -1,8 +1,7 @@
-"""Sweeps: grid expansion (pure), the append-only trial store, and running a list of trials with resume.
+"""Sweeps: grid expansion (pure), and running a list of trials with resume.
 
-Store format: ``results/<machine-id>/trials.jsonl``, one JSON object per line, one line per trial. A row is
-appended with a single ``write`` on an ``O_APPEND`` descriptor under an exclusive lock and fsynced, so a trial is
-either fully there or absent; a reader skips (and reports) a torn last line left by a crash mid-write.
+Each trial's row is appended to the trial store, ``results/<machine-id>/trials.jsonl`` (``TrialStore`` in
+core/store.py: one JSON object per line, appended whole or not at all; a torn last line is reported, not fatal).
 
 Noise: a trial whose measured step times spread by more than ``NOISY_SPREAD`` ((max-min)/median) is flagged and
 measured once more with twice the steps; both rows are kept, and analysis uses the newest ok row per key.
