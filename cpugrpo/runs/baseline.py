@@ -140,8 +140,9 @@ def record(summary: dict, machine_id: str, config_file: str | None, root="result
     report reads; the trials themselves are in trials.jsonl."""
     from pathlib import Path
 
+    from ..core.paths import portable
     from ..core.store import TrialStore
 
     store = TrialStore(Path(root) / machine_id / "baselines.jsonl")
-    store.append({**summary, "machine_id": machine_id, "config_file": config_file})
+    store.append({**summary, "machine_id": machine_id, "config_file": portable(config_file)})  # no home/temp path
     return store.path
