@@ -165,9 +165,10 @@ def warm_start(model, tokenizer, problems, schedule: list[tuple[str, int]], batc
     """Supervised pass on worked solutions (loss on the answer tokens only). Returns the loss per step.
 
     ``schedule`` is a list of phases (pattern, steps); within a phase the pattern cycles the kind of each step: ``w``
-    a batch of word problems (one difficulty at a time), ``d`` a batch of bare equation lines ("12 + 7 = 19", loss on the result: ~5 tokens against ~50, so the arithmetic facts
-    are learned far more cheaply), ``c`` a batch of copy drills ("Repeat: 17 4 22" -> "17 4 22"), which train the
-    copy circuit that moving operands from question to worked line needs).
+    a batch of word problems (one difficulty at a time), ``d`` a batch of bare equation lines ("12 + 7 = 19", loss on
+    the result: ~5 tokens against ~50, so the arithmetic facts are learned far more cheaply), ``c`` a batch of copy
+    drills ("Repeat: 17 4 22" -> "17 4 22"), which train the copy circuit that moving operands from question to
+    worked line needs).
 
     Why a copy phase first: multi-token copying needs an induction circuit, and small transformers sit on a loss
     plateau until it forms (docs/LOG.md: a 6-layer model was still on it after 300 copy steps; a 2-layer one left
@@ -271,7 +272,8 @@ def build_tiny(out_dir: Path, seed: int = 0, schedule=None, progress: bool = Tru
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     facts = {"preset": "tiny", "seed": seed, "warm_start_steps": steps, "schedule": schedule,
-             "final_loss": sum(losses[-20:]) / 20, "build_seconds": round(time.perf_counter() - t0, 1), "n_params": model.num_parameters()}
+             "final_loss": sum(losses[-20:]) / 20, "build_seconds": round(time.perf_counter() - t0, 1),
+             "n_params": model.num_parameters()}
     (out_dir / "cpugrpo_build.json").write_text(json.dumps(facts, indent=2))
     return facts
 
