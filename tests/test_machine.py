@@ -56,3 +56,35 @@ def test_report_shows_each_baseline_run_with_its_pairs(tmp_path):
     assert ("| small | 64 | all threads, fp32 update, int8 rollout, shared prefix on | 3.50 (3.00..4.00) "
             "| 9.50 (9.00..10.00) | 2.75x (3.00, 2.50) | abc |") in md
     assert "baselines.jsonl:2: not a complete JSON row" in md
+
+
+def test_a_torn_result_line_is_a_warning_in_the_report_its_return_value_and_the_cli(tmp_path, capsys):
+    """A run killed mid-write leaves a torn last line: the report says so at the top (Markdown and HTML), returns it,
+    and `cpugrpo report` prints it (stderr; in the object with --json)."""
+    import json
+
+    from cpugrpo.cli.main import main
+
+    make_machine(tmp_path, "m4", [trial_row(0), trial_row(1, threads=1, sps=27.0)])
+    with open(tmp_path / "results" / "m4" / "trials.jsonl", "a") as fh:
+        fh.write('{"trial_id": "t2", "key": ')
+    path = write_report("m4", tmp_path / "profiles", tmp_path / "results", tmp_path / "none", tmp_path / "reports")
+    assert len(path.warnings) == 1 and path.warnings[0].startswith("Warning: 1 unreadable line")
+    assert "trials.jsonl:3: not a complete JSON row" in path.warnings[0]
+    md = (Path(path).parent / "report.md").read_text()
+    assert md.splitlines()[2].startswith("> **Warning: 1 unreadable line")  # right under the title
+    page = Path(path).read_text()
+    assert page.index("<p class='warn'><b>Warning: 1 unreadable line") < page.index("<h2>Hardware</h2>")
+
+    args = ["report", "--machine", "m4", "--profiles-dir", str(tmp_path / "profiles"), "--results-dir",
+            str(tmp_path / "results"), "--asv-dir", str(tmp_path / "none"), "--out-dir", str(tmp_path / "out")]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "report for m4:" in out and "Warning: 1 unreadable line" in err and "trials.jsonl:3" in err
+    assert main(args + ["--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert len(r["warnings"]) == 1 and "trials.jsonl:3" in r["warnings"][0]
+
+    make_machine(tmp_path, "m5", [trial_row(0)])  # a clean store: no warning anywhere
+    clean = write_report("m5", tmp_path / "profiles", tmp_path / "results", tmp_path / "none", tmp_path / "reports")
+    assert clean.warnings == [] and "Warning" not in Path(clean).read_text()

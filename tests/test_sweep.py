@@ -1,8 +1,9 @@
-"""Grid expansion and sweep specs (fast: no training)."""
+"""Grid expansion, sweep specs and resuming a sweep (fast: no training)."""
 
 import pytest
 
 from cpugrpo.core.config import ConfigError
+from cpugrpo.core.store import TrialStore
 from cpugrpo.runs.sweep import SweepSpec, expand_grid, parse_axes
 
 
@@ -41,3 +42,20 @@ def test_sweep_spec_from_toml(tmp_path):
     f.write_text('[sweeps]\n')
     with pytest.raises(ConfigError, match="unknown table"):
         SweepSpec.from_toml(f)
+
+
+def test_resume_reports_a_torn_line_on_stderr(tmp_path, capsys):
+    """A torn line in the store is said on resume (stderr, stdout stays clean for --json), not silently ignored."""
+    from cpugrpo.runs.sweep import run_trials
+    from cpugrpo.runs.trial import TrialSpec
+
+    spec = TrialSpec(config={"model": "tiny"})
+    store = TrialStore(tmp_path / "m" / "trials.jsonl")
+    store.append({"key": spec.key, "trial_id": f"{spec.key}-1", "status": "ok"})
+    with open(store.path, "a") as fh:
+        fh.write('{"key": "b", "trial_')  # a sweep killed mid-write
+    rows = run_trials([spec], store, "m", resume=True, progress=False)  # every trial done: nothing runs
+    out, err = capsys.readouterr()
+    assert rows == [] and out == ""
+    assert "resume: " in err and "trials.jsonl:2: not a complete JSON row (torn write?)" in err
+    assert "1 of 1 trials already in" in err

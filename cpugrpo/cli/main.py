@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asv-dir", default=".asv/results", help="asv results directory (optional)")
     p.add_argument("--out-dir", default="reports", help="reports/<id>/ is written here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
-    p.set_defaults(func=cmd_report, show=lambda r: print(f"report for {r['machine_id']}: {r['report']}"))
+    p.set_defaults(func=cmd_report, show=tables.show_report)
 
     p = sub.add_parser("compare", help="the same configurations across machines, with ratios and hardware facts")
     p.add_argument("ids", nargs="+", help="machine ids (directories under profiles/)")

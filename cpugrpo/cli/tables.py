@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def table(rows: list[tuple], header: tuple | None = None) -> str:
@@ -186,6 +187,12 @@ def show_baseline(r: dict) -> None:
           f"{', '.join(f'{x:.2f}' for x in r['ratios'])})")
     for f in r["failures"]:
         print(f"failed trial: {f}")
+
+
+def show_report(r: dict) -> None:
+    print(f"report for {r['machine_id']}: {r['report']}")
+    for w in r.get("warnings", []):  # unreadable (torn) result lines: the report leaves their rows out
+        print(w, file=sys.stderr)
 
 
 def show_compare(r: dict) -> None:

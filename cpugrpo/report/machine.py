@@ -54,8 +54,8 @@ def report(opts: ReportOptions) -> dict:
     from ..hw import hardware
 
     mid = opts.machine or hardware.detect(with_torch=False).machine_id
-    return {"machine_id": mid, "report": write_report(mid, opts.profiles_dir, opts.results_dir, opts.asv_dir,
-                                                      opts.out_dir)}
+    path = write_report(mid, opts.profiles_dir, opts.results_dir, opts.asv_dir, opts.out_dir)
+    return {"machine_id": mid, "report": str(path), "warnings": path.warnings}  # warnings: unreadable result lines
 
 
 def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results") -> dict:
@@ -278,9 +278,19 @@ BASELINE_TEXT = ("`cpugrpo baseline`: TRL's GRPOTrainer with its own defaults (A
                  "1 warm-up step excluded, medians over the measured steps.")
 
 
+def report_warnings(data: dict) -> list[str]:
+    """What a reader must not miss, shown at the top of the report and returned to the caller: unreadable (torn)
+    lines in the result stores, whose rows the report leaves out."""
+    from .results import unreadable_warning
+
+    w = unreadable_warning(data.get("problems") or [])
+    return [w] if w else []
+
+
 def render_markdown(data: dict, figure_files: dict) -> str:
     p = data["profile"]
     out = [f"# cpugrpo report: {p.get('machine_id')}", ""]
+    out += [f"> **{w}**\n" for w in report_warnings(data)]
     if p.get("emulated"):
         out += [f"**Emulated machine**: {json.dumps(p['emulated'])} on real hardware {p.get('model_name')}.", ""]
     out += ["## Hardware", "", md_table(_hardware_rows(p, data["probes"]), ("fact", "value")), ""]
@@ -332,6 +342,7 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
              "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;"
              "text-align:left}img{max-width:100%}.warn{color:#a33}.cap{color:#555;font-size:13px}</style>",
              "</head><body>", f"<h1>cpugrpo report: {e(str(p.get('machine_id')))}</h1>"]
+    parts += [f"<p class='warn'><b>{e(w)}</b></p>" for w in report_warnings(data)]
     if p.get("emulated"):
         parts.append(f"<p class='warn'><b>Emulated machine</b>: {e(json.dumps(p['emulated']))}</p>")
     parts.append("<h2>Hardware</h2>" + html_table(_hardware_rows(p, data["probes"]), ("fact", "value")))
@@ -359,8 +370,21 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
     return "\n".join(parts)
 
 
+class ReportPath(str):
+    """The path of a written ``index.html`` (a plain str to every caller), carrying ``warnings``: the report's
+    warning lines (``report_warnings``), for the caller to print."""
+
+    warnings: list[str]
+
+    def __new__(cls, path, warnings=()):
+        obj = super().__new__(cls, path)
+        obj.warnings = list(warnings)
+        return obj
+
+
 def write_report(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results",
-                 out_root="reports") -> str:
+                 out_root="reports") -> ReportPath:
+    """Write reports/<id>/{index.html, report.md, *.png}; returns index.html's path with the report's warnings."""
     from ..core.store import atomic_write_text
 
     data = gather(machine_id, profiles_dir, results_dir, asv_dir)
@@ -373,4 +397,4 @@ def write_report(machine_id: str, profiles_dir="profiles", results_dir="results"
         os.replace(tmp, out / f"{name}.png")
     atomic_write_text(out / "report.md", render_markdown(data, {n: f"{n}.png" for n in pngs}))
     atomic_write_text(out / "index.html", render_html(data, pngs))
-    return str(out / "index.html")
+    return ReportPath(out / "index.html", report_warnings(data))

@@ -172,6 +172,17 @@ def read_trials(path: str | Path) -> tuple[list[dict], list[str]]:
     return rows, problems
 
 
+def unreadable_warning(problems: list[str]) -> str | None:
+    """One line for a reader about the store lines that could not be read (``TrialStore.rows``' problems), naming
+    the first few; None when there are none."""
+    if not problems:
+        return None
+    n = len(problems)
+    shown = "; ".join(problems[:3]) + (f"; and {n - 3} more" if n > 3 else "")
+    return (f"Warning: {n} unreadable line{'s' if n > 1 else ''} in the results, skipped (a run killed mid-write "
+            f"leaves a torn line); the rows on {'them' if n > 1 else 'it'} are missing from this report: {shown}")
+
+
 def trials_frame(rows: list[dict], problems: list[str] = ()) -> "pd.DataFrame":
     import pandas as pd
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,12 +211,15 @@ def run_trials(specs: list, store: TrialStore, machine_id: str, resume: bool = F
 
     from .trial import run_trial
 
-    done = store.done_keys() if resume else set()
+    stored, problems = store.rows() if resume else ([], [])
+    done = {r["key"] for r in stored if "key" in r}
     todo = [s for s in specs if s.key not in done]
     rows = []
     bar = tqdm(total=len(todo), desc=desc, unit="trial", disable=not progress, leave=False)
+    for problem in problems:  # a torn line (a run killed mid-write): its trial, if it was one, runs again
+        bar.write(f"resume: {problem}", file=sys.stderr)
     if resume and len(todo) < len(specs):
-        bar.write(f"resume: {len(specs) - len(todo)} of {len(specs)} trials already in {store.path}")
+        bar.write(f"resume: {len(specs) - len(todo)} of {len(specs)} trials already in {store.path}", file=sys.stderr)
     for spec in todo:
         row = run_trial(spec, machine_id)
         if remeasure_noisy and row["status"] == "ok" and is_noisy(row):
