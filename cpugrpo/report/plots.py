@@ -80,6 +80,8 @@ def _label(row, vary: tuple) -> str:
             v = f"{v} thr"
         elif k == "prompts_per_step":
             v = f"{v} prompts"
+        elif k == "shared_prefix":
+            v = "prefix shared" if v else "prefix per row"
         parts.append(str(v))
     return ", ".join(parts)
 
@@ -201,7 +203,8 @@ def phases(df):
     d = _select(d, refd).drop_duplicates(["update_precision", "rollout_precision"])
     d = d.sort_values(["update_precision", "rollout_precision"])
     fig, (ax,) = _fig(title, size=(11, 4.8))
-    labels = [f"update {u}\nrollout {r}" for u, r in zip(d.update_precision, d.rollout_precision)]
+    # one word per line: "update bf16-autocast" side by side overlapped its neighbours
+    labels = [f"update\n{u}\nrollout\n{r}" for u, r in zip(d.update_precision, d.rollout_precision)]
     bottom = [0.0] * len(d)
     for phase in ("rollout", "scoring", "update"):
         ax.bar(labels, d[phase], bottom=bottom, color=PHASE_COLORS[phase], label=phase)
@@ -237,7 +240,7 @@ def roofline(rows: list[dict]):
     a2.set_xlabel("decode tokens/s (completion tokens / rollout time)")
     a2.set_xscale("log")
     a2.set_title("rollout: memory-bandwidth bound", fontsize=9)
-    a2.legend(fontsize=7, loc="lower right")
+    a2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: bars fill the axes
     for ax in (a1,):
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
@@ -250,9 +253,16 @@ def accuracy(df):
     if d.empty:
         return missing(title, "no trials evaluated held-out accuracy (run `cpugrpo tune` or a sweep with --evaluate)")
     d = d.sort_values("date").drop_duplicates(["key", "eval_precision"], keep="last")
-    fig, (ax,) = _fig(title, size=(8, 4.5))
+    fig, (ax,) = _fig(title, size=(max(8.0, 1.3 * len(d)), 4.8))
     labels = [f"update {u}\nrollout {r}\neval {e}" for u, r, e in zip(d.update_precision, d.rollout_precision,
                                                                      d.eval_precision)]
+    # points of different configurations (or runs) must not share a label: add what differs between them
+    vary = [k for k in KNOBS if k not in ("update_precision", "rollout_precision") and d[k].nunique(dropna=False) > 1]
+    if vary:
+        labels = [f"{lab}\n{_label(r, tuple(vary))}" for lab, (_, r) in zip(labels, d.iterrows())]
+    if len(set(labels)) < len(labels):  # same configuration, separate runs (e.g. a quick and a full tune's gate)
+        labels = [f"{lab}\n{r.date:%m-%d %H:%M}" if r.date == r.date else lab
+                  for lab, (_, r) in zip(labels, d.iterrows())]
     x = range(len(d))
     ax.errorbar(list(x), d.value * 100, yerr=[(d.value - d.ci_low) * 100, (d.ci_high - d.value) * 100], fmt="o",
                 capsize=5, color="#4C72B0", label="accuracy after the same short training")
