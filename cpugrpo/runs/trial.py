@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..core.config import TrainConfig, from_mapping
+from ..core.config import BEFORE_THE_KNOB, TrainConfig, from_mapping, key_dict
 from ..core.paths import portable
 from ..hw.runtime import PARENT_PID_VAR, apply_threads, child_env, die_with_parent, resolve_threads
 
@@ -62,14 +62,15 @@ class TrialSpec:
         self.train_config()  # validates
 
     def train_config(self) -> TrainConfig:
-        c = {k: v for k, v in self.config.items() if k != "steps"}
+        """The config that runs; a knob missing from a stored spec takes the value rows ran with before it existed."""
+        c = {**BEFORE_THE_KNOB, **{k: v for k, v in self.config.items() if k != "steps"}}
         return from_mapping(c, origin="trial config").replace(steps=self.warmup_steps + self.measured_steps)
 
     @property
     def key(self) -> str:
         """What makes two trials the same measurement (resume skips a key already stored)."""
-        d = {"config": self.train_config().to_dict(), "measured": self.measured_steps, "warmup": self.warmup_steps,
-             "evaluate": self.evaluate, "mode": self.mode, "env": dict(sorted(self.env.items()))}
+        d = {"config": key_dict(self.train_config(), self.config), "measured": self.measured_steps,
+             "warmup": self.warmup_steps, "evaluate": self.evaluate, "mode": self.mode, "env": dict(sorted(self.env.items()))}
         if self.eval_precisions:  # only when set, so keys of rows stored before this field existed still match
             d["eval_precisions"] = list(self.eval_precisions)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
