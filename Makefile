@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast clean
+.PHONY: run test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/cpugrpo tune
 
-# Everything, slow tests included (the first run builds the tiny preset, ~5 min): this is what CI runs.
-test: $(STAMP)
+# ruff over the whole tree (configured in pyproject.toml): zero findings or the build fails.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Lint, then everything, slow tests included (the first run builds the tiny preset, ~5 min): this is what CI runs.
+test: lint
 	$(BIN)/python -m pytest -q -p no:warnings
 
 test-fast: $(STAMP)

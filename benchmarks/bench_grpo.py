@@ -1,8 +1,9 @@
 """GRPO training-step benchmarks on the real trainer (trl.GRPOTrainer underneath), over the CPU knobs.
 
 Parameters: model x the knobs marked ``bench`` in the registry (core/config.py): threads x prompts per step x update
-precision x rollout precision x gradient checkpointing (8 completions per prompt, 48 new tokens). The default suite runs the star around the default configuration (see
-common.py); other points raise NotImplementedError unless CPUGRPO_BENCH_FULL=1.
+precision x rollout precision x gradient checkpointing (8 completions per prompt, 48 new tokens). The default suite
+runs the star around the default configuration (see common.py); other points raise NotImplementedError unless
+CPUGRPO_BENCH_FULL=1.
 
 - ``GRPOStep.time_step``: one training step, timed by asv; the warm-up step runs in ``setup``.
 - ``GRPOStep.peakmem_step``: the process's peak RSS over setup (model, warm-up step) and one more step.

@@ -2,8 +2,9 @@
 evaluation precision. A commit that breaks learning (or a precision path) shows as a drop here.
 
 Budget: 12 GRPO steps (the first is the warm-up), 4 prompts x 8 completions per step, then greedy exact match on
-300 fixed held-out problems (100 per level). The budget is too short to raise accuracy by much; the benchmark guards against
-losing it. One isolated trial per rollout precision (evaluated at every evaluation precision), run in setup_cache.
+300 fixed held-out problems (100 per level). The budget is too short to raise accuracy by much; the benchmark guards
+against losing it. One isolated trial per rollout precision (evaluated at every evaluation precision), run in
+setup_cache.
 """
 
 from . import common

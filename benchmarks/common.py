@@ -6,8 +6,9 @@ nothing else runs.
 
 The default suite is a *star* around the default configuration: the default point plus every point that changes
 exactly one knob, on ``tiny``; on ``small`` (and the 494M shape) the default point and int8 rollout only, so that
-``asv run --quick`` stays within 10 minutes on 2 cores. Points off the star raise ``NotImplementedError`` (asv records them as skipped) unless
-``CPUGRPO_BENCH_FULL=1``, which runs the whole product. ``CPUGRPO_BENCH_0_5B=1`` adds the 494M shape.
+``asv run --quick`` stays within 10 minutes on 2 cores. Points off the star raise ``NotImplementedError`` (asv records
+them as skipped) unless ``CPUGRPO_BENCH_FULL=1``, which runs the whole product. ``CPUGRPO_BENCH_0_5B=1`` adds the
+494M shape.
 """
 
 import os
@@ -127,8 +128,8 @@ class StepDriver:
     asv's own timer measures exactly one step (the warm-up step runs in ``start``)."""
 
     def __init__(self, model: str, p: dict, steps: int = 64):
-        from cpugrpo.train import models as m
         from cpugrpo.hw.runtime import apply_threads
+        from cpugrpo.train import models as m
 
         apply_threads(p["threads"])  # asv's forked child: OMP_NUM_THREADS was not set before torch, so torch sets it
         self.cfg = train_config(model, p, steps)

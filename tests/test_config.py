@@ -37,7 +37,7 @@ def test_unknown_key_and_precedence(tmp_path):
     cfg, origin = resolve_config(f, {"steps": 9, "threads": None})
     assert cfg.steps == 9 and origin["steps"] == "flag"
     assert cfg.rollout_precision == "int8" and origin["rollout_precision"].startswith("file")
-    
+
 
 def test_file_values_are_validated(tmp_path):
     f = tmp_path / "c.toml"

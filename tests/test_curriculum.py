@@ -65,8 +65,8 @@ def test_bad_curriculum(stages, lam, needle):
 
 
 def test_penalty_enters_the_training_loss(tiny_dir, tmp_path):
-    from cpugrpo.train import trainer
     from cpugrpo.core.config import TrainConfig
+    from cpugrpo.train import trainer
 
     from .test_trainer import length_reward
 

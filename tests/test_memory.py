@@ -1,7 +1,7 @@
 import pytest
 
-from cpugrpo.train import memory
 from cpugrpo.core.config import ConfigError, TrainConfig
+from cpugrpo.train import memory
 
 SHAPE = memory.Shape(n_params=6_000_000, hidden=512, layers=2, vocab=1024, intermediate=1408)
 

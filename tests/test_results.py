@@ -18,7 +18,8 @@ def test_load_asv_flattens_params_last_fastest_with_statuses():
     assert got[:3] == [(1, "fp32", "ok", 50.5), (1, "int8", "ok", 55.0), (2, "fp32", "ok", 27.5)]
     assert got[3][:3] == (2, "int8", "skipped") and math.isnan(got[3][3])
     step = df[df.benchmark == "bench_grpo.GRPOStep.time_step"].set_index("model")
-    assert step.loc["tiny", "status"] == "ok" and step.loc["tiny", "ci_low"] == 1.1 and step.loc["tiny", "unit"] == "seconds"
+    tiny = step.loc["tiny"]
+    assert tiny["status"] == "ok" and tiny["ci_low"] == 1.1 and tiny["unit"] == "seconds"
     assert step.loc["small", "status"] == "failed"
     bw = df[df.benchmark == "bench_probes.Bandwidth.track_copy_gbps"]
     assert sorted(bw.commit.str[:8].unique()) == ["1111aaaa", "2222bbbb"]  # history across commits
@@ -39,7 +40,8 @@ def test_load_asv_errors_name_the_file(tmp_path):
 
 
 def _trial(status="ok", **kw):
-    row = {"trial_id": "t1", "key": "k1", "tag": "sweep", "machine_id": "m1", "status": status, "started_at": 1795264252,
+    row = {"trial_id": "t1", "key": "k1", "tag": "sweep", "machine_id": "m1", "status": status,
+           "started_at": 1795264252,
            "config": {"model": "tiny", "threads": 2, "batch_size": 32, "num_generations": 8, "update_precision": "fp32",
                       "rollout_precision": "int8", "gradient_checkpointing": False, "eval_precision": "fp32"}}
     if status == "ok":

@@ -8,8 +8,8 @@ from cpugrpo.runs.sweep import SweepSpec, expand_grid, parse_axes
 
 
 def test_grid_expands_product_and_skips_invalid_points_with_reasons():
-    ok, skipped = expand_grid({"num_generations": 4}, {"prompts_per_step": [2, 4], "rollout_precision": ["fp32", "int8"],
-                                                       "threads": [1, 3]}, max_threads=2)
+    axes = {"prompts_per_step": [2, 4], "rollout_precision": ["fp32", "int8"], "threads": [1, 3]}
+    ok, skipped = expand_grid({"num_generations": 4}, axes, max_threads=2)
     assert [(c.batch_size, c.rollout_precision, c.threads) for c in ok] == [
         (8, "fp32", 1), (8, "int8", 1), (16, "fp32", 1), (16, "int8", 1)]
     assert len(skipped) == 4 and all("threads 3 exceeds" in r for _, r in skipped)

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from cpugrpo.train import models, trainer
 from cpugrpo.core.config import TrainConfig
+from cpugrpo.train import models, trainer
 
 
 def length_reward(completions, **kwargs):

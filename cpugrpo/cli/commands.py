@@ -68,7 +68,8 @@ def cmd_train(args) -> dict:
         print(f"config: {changed}", file=sys.stderr)
     from ..train.trainer import train_and_evaluate
 
-    run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.model.strip('/').split('/')[-1]}")
+    name = cfg.model.strip("/").split("/")[-1]
+    run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + f"-{name}")
     return train_and_evaluate(cfg, run_dir, progress=not args.json, fitted=True)
 
 
@@ -117,9 +118,9 @@ def cmd_curriculum(args) -> dict:
 
     cfg = fit_batch(cfg, shape_of(cfg.model))
     _set_thread_env(_threads(cfg.threads))
+    from ..hw.runtime import apply_threads
     from ..train import models
     from ..train.curriculum import run_curriculum
-    from ..hw.runtime import apply_threads
 
     apply_threads(_threads(cfg.threads))
     run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-curriculum")

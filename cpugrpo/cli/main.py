@@ -12,9 +12,20 @@ import json
 import sys
 
 from . import tables
-from .commands import (cmd_baseline, cmd_compare, cmd_curriculum, cmd_detect, cmd_eval, cmd_probe,
-                       cmd_report, cmd_rollout_bench, cmd_sweep, cmd_train, cmd_tune)
-from .commands import _quiet_libraries
+from .commands import (
+    _quiet_libraries,
+    cmd_baseline,
+    cmd_compare,
+    cmd_curriculum,
+    cmd_detect,
+    cmd_eval,
+    cmd_probe,
+    cmd_report,
+    cmd_rollout_bench,
+    cmd_sweep,
+    cmd_train,
+    cmd_tune,
+)
 
 EXIT_BAD_INPUT = 2
 

@@ -69,7 +69,8 @@ def show_curriculum(r: dict) -> None:
     for st in r["studies"]:
         rows = []
         for h in st["history"]:
-            cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]" for v in h["by_difficulty"].values()]
+            cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]"
+                     for v in h["by_difficulty"].values()]
             rows.append(("start" if h["stage"] == "start" else f"after {h['stage']}", *cells))
         levels = list(st["history"][0]["by_difficulty"])
         print(f"\nlambda = {st['lambda']:g}   (Fisher/anchor memory: "
@@ -168,7 +169,8 @@ def show_tune(r: dict) -> None:
     if g:
         print(f"grid check: tuner's pick {g['pick_in_grid']:.1f} samples/s = {g['pick_vs_best']:.1%} of the full "
               f"grid's best {g['grid_best']:.1f} ({g['grid_points']} points); search trial time "
-              f"{g['search_trial_seconds']:.0f} s = {g['time_fraction']:.1%} of the grid's {g['grid_trial_seconds']:.0f} s")
+              f"{g['search_trial_seconds']:.0f} s = {g['time_fraction']:.1%} of the grid's "
+              f"{g['grid_trial_seconds']:.0f} s")
     for k, v in r["paths"].items():
         print(f"{k}: {v}")
 

@@ -165,13 +165,15 @@ def render_html(machines, t, reference, png: bytes) -> str:
     body = [f"<h1>cpugrpo comparison</h1><p>Reference machine: <code>{e(reference)}</code>. Ratios are machine / "
             "reference of median samples/s, from the numbers in the table.</p>",
             "<h2>Hardware</h2>" + html_table(hardware_rows(machines), HW_HEADER),
-            f"<img alt='comparison' style='max-width:100%' src='data:image/png;base64,{base64.b64encode(png).decode()}'>",
+            "<img alt='comparison' style='max-width:100%' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>",
             "<h2>Configurations measured on the reference and at least one other machine</h2>" +
             (t.to_html(index=False, escape=True, na_rep="not measured", float_format=lambda v: f"{v:.3f}")
              if not t.empty else
              "<p>None: run the same sweep on each machine.</p>")]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>cpugrpo comparison</title><style>"
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+            "table{border-collapse:collapse;font-size:13px}"
             "td,th{border:1px solid #ccc;padding:3px 7px}</style></head><body>" + "\n".join(body) + "</body></html>")
 
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import CpugrpoError
+from ..core.options import plain_name
 from . import plots
 from .render import figure_png, html_table, md_table, probe_peak, read_json
 from .results import ResultsError
-from ..core.errors import CpugrpoError
-from ..core.options import plain_name
 
 BYTES = {"fp32": 4, "bf16": 2, "int8": 1}
 # Mean prompt length of the synthetic training prompts with the chat template, tiny tokenizer (measured over 300
@@ -59,8 +58,8 @@ def report(opts: ReportOptions) -> dict:
 
 
 def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results") -> dict:
-    from .results import load_asv, read_trials, trials_frame
     from ..core.store import TrialStore
+    from .results import load_asv, read_trials, trials_frame
 
     prof_dir = Path(profiles_dir) / machine_id
     profile = read_json(prof_dir / "hardware.json")
@@ -176,8 +175,8 @@ CAPTIONS = {
     "thread_scaling": "Median samples/s per thread count with the ideal linear line; labels give parallel efficiency.",
     "batch_memory": "Throughput and the trial process's peak RSS (kernel high-water mark) against prompts per step.",
     "pareto": "Every speed trial; the blue line joins the configurations no other beats on both throughput and "
-              "memory (one model). Accuracy: the newest quality-gate trial of the precision pair (tiny preset; quick tunes train "
-              "15 steps, full tunes 40).",
+              "memory (one model). Accuracy: the newest quality-gate trial of the precision pair (tiny preset; quick "
+              "tunes train 15 steps, full tunes 40).",
     "phases": "Median seconds per step in rollout (generation), scoring (rewards) and update (everything else).",
     "roofline": "Left: update-phase useful model FLOP/s (6 x parameters x (mean prompt + mean completion tokens) x "
                 "completions / update time; padding not counted) over the measured GEMM peak at the same thread "
@@ -363,7 +362,8 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
         parts.append(f"<h2>{e(name.replace('_', ' ').capitalize())}</h2><img alt='{e(name)}' "
                      f"src='data:image/png;base64,{b64}'><p class='cap'>{e(CAPTIONS[name])}</p>")
     t = trials_table(data["trials"])
-    parts.append("<h2>Trials</h2>" + (t.to_html(index=False, escape=True, na_rep="") if not t.empty else "<p>No trials.</p>"))
+    parts.append("<h2>Trials</h2>" + (t.to_html(index=False, escape=True, na_rep="") if not t.empty
+                                      else "<p>No trials.</p>"))
     if _random_weights(data):
         parts.append("<p class='warn'>Models with random weights (small, qwen2-0.5b): accuracy not meaningful.</p>")
     parts.append("</body></html>")

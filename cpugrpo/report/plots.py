@@ -6,7 +6,6 @@ plotting, so a partial report still renders. Titles, labelled axes with units an
 
 from __future__ import annotations
 
-
 from ..core.config import COLUMNS, IDENTITY_KEYS
 
 KNOBS = tuple(COLUMNS[k] for k in IDENTITY_KEYS)  # a configuration: one report column per knob of its identity

@@ -18,6 +18,7 @@ import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
+
 from ..core.config import BEFORE_THE_KNOB, IDENTITY_KEYS
 from ..core.errors import CpugrpoError
 

@@ -11,8 +11,8 @@ drift (thermal, other load) hits both sides alike; the ratio is reported per pai
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.config import WORKLOAD_KEYS
 from ..core.stats import median_and_spread
@@ -20,7 +20,8 @@ from ..core.stats import median_and_spread
 
 def trl_defaults_config(cfg) -> dict:
     """What side A shares with side B; the rest is TRL's default (stated in the module docstring)."""
-    return {**{k: v for k, v in cfg.to_dict().items() if k in WORKLOAD_KEYS}, "shared_prefix": False}  # TRL has no such thing
+    shared = {k: v for k, v in cfg.to_dict().items() if k in WORKLOAD_KEYS}
+    return {**shared, "shared_prefix": False}  # TRL has no such thing
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,6 @@ def summarize_baseline(rows: dict, cfg) -> dict:
 def record(summary: dict, machine_id: str, config_file: str | None, root="results") -> Path:
     """Append one baseline run (its summary and trial ids) to ``results/<machine-id>/baselines.jsonl``, which the
     report reads; the trials themselves are in trials.jsonl."""
-    from pathlib import Path
 
     from ..core.paths import portable
     from ..core.store import TrialStore

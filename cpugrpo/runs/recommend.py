@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from . import analysis
 from ..core.config import IDENTITY_KEYS, dump_toml
+from . import analysis
 
 TUNED_KEYS = IDENTITY_KEYS  # every knob a trial's identity holds (core/config.py)
 
@@ -32,9 +32,12 @@ def file_name(model: str) -> str:
 def _axis_reason(rec: dict, num_generations: int) -> str:
     """One line per knob: every value tried with its median samples/s and step-to-step range, and the trial ids.
 
-    >>> _axis_reason({"axis": "prompts_per_step", "tried": [{"value": 4, "samples_per_s": 59.8, "range": [55, 61],
-    ...   "status": "ok", "trial_id": "t1"}, {"value": 8, "samples_per_s": None, "status": "failed", "trial_id": "t2"}]}, 8)
-    'samples/s (median, min-max over measured steps) 4 prompts x 8 = batch 32: 59.8 (55.0-61.0), 8 prompts x 8 = batch 64: failed (trials t1, t2)'
+    >>> r = _axis_reason({"axis": "prompts_per_step", "tried": [
+    ...   {"value": 4, "samples_per_s": 59.8, "range": [55, 61], "status": "ok", "trial_id": "t1"},
+    ...   {"value": 8, "samples_per_s": None, "status": "failed", "trial_id": "t2"}]}, 8)
+    >>> for part in r.split(", 8 "): print(part)
+    samples/s (median, min-max over measured steps) 4 prompts x 8 = batch 32: 59.8 (55.0-61.0)
+    prompts x 8 = batch 64: failed (trials t1, t2)
     """
     if "skipped" in rec:
         return f"not searched: {rec['skipped']}; default kept"

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.config import ALIASES, FIELD_NAMES, ConfigError, TrainConfig, from_columns, from_mapping, read_toml
 from ..core.store import TrialStore  # noqa: F401  (re-exported for callers)
-from ..core.config import ALIASES, FIELD_NAMES, ConfigError, from_columns, TrainConfig, from_mapping, read_toml
 
 NOISY_SPREAD = 0.25
 
@@ -177,8 +176,10 @@ def expand_grid(base: dict, axes: dict[str, list], max_threads: int | None = Non
     >>> ok, skipped = expand_grid({"num_generations": 8}, {"batch_size": [16, 20], "threads": [1, 4]}, max_threads=2)
     >>> [(c.batch_size, c.threads) for c in ok]
     [(16, 1)]
-    >>> [r.split(':')[0] for _, r in skipped]
-    ['threads 4 exceeds the 2 usable CPUs', 'per-step batch 20 is not divisible by num_generations 8', 'per-step batch 20 is not divisible by num_generations 8']
+    >>> for _, r in skipped: print(r.split(':')[0])
+    threads 4 exceeds the 2 usable CPUs
+    per-step batch 20 is not divisible by num_generations 8
+    per-step batch 20 is not divisible by num_generations 8
     """
     names = list(axes)
     ok, skipped, seen = [], [], set()

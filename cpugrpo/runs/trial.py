@@ -70,7 +70,8 @@ class TrialSpec:
     def key(self) -> str:
         """What makes two trials the same measurement (resume skips a key already stored)."""
         d = {"config": key_dict(self.train_config(), self.config), "measured": self.measured_steps,
-             "warmup": self.warmup_steps, "evaluate": self.evaluate, "mode": self.mode, "env": dict(sorted(self.env.items()))}
+             "warmup": self.warmup_steps, "evaluate": self.evaluate, "mode": self.mode,
+             "env": dict(sorted(self.env.items()))}
         if self.eval_precisions:  # only when set, so keys of rows stored before this field existed still match
             d["eval_precisions"] = list(self.eval_precisions)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
@@ -185,9 +186,9 @@ def run_trial(spec: TrialSpec, machine_id: str | None = None, python: str = sys.
 # ------------------------------------------------------------------------------------------------------- child
 def _child(spec: TrialSpec) -> dict:
 
-    from ..train import models
     from ..hw.effective import compare, effective_settings, requested_settings
     from ..hw.runtime import environment_snapshot
+    from ..train import models
     from ..train.measure import summarize
 
     cfg = spec.train_config()

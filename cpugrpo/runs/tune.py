@@ -20,9 +20,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from . import analysis
-from ..core.errors import CpugrpoError
 from ..core.config import COLUMNS, TrainConfig, from_columns, from_mapping, knob_values, tuner_axes
+from ..core.errors import CpugrpoError
+from . import analysis
 
 AXES_ORDER = tuple(COLUMNS[name] for name, _ in tuner_axes())  # threads, rollout, update, prefix, ckpt, prompts
 
@@ -228,11 +228,10 @@ def tune(opts: TuneOptions, progress=True, log=None) -> dict:
     import os
     import sys
 
+    from ..core.store import TrialStore, atomic_write_json
     from ..hw import hardware, probes
-    from . import recommend
     from ..train.memory import default_budget_mb
-    from ..core.store import atomic_write_json
-    from ..core.store import TrialStore
+    from . import recommend
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t_start = time.perf_counter()

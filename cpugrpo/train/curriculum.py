@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+
 from ..core.errors import CpugrpoError
 
 STAGES = ("basic", "intermediate", "advanced")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..core.config import DIFFICULTIES  # noqa: F401  (one definition, re-exported for data.DIFFICULTIES)
 from ..core.errors import CpugrpoError
+
 SPLITS = ("train", "test")
 HELDOUT_FRACTION = 0.2
 

@@ -7,7 +7,6 @@ evaluations of the same problems uses a paired interval (Newcombe's method 10), 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ..core.options import at_least, normalize, one_of

@@ -12,10 +12,7 @@ high-water mark (``ru_maxrss``), which cannot miss a short spike but only ever g
 
 from __future__ import annotations
 
-import math
-import os
 import resource
-import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass, field

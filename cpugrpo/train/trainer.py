@@ -252,7 +252,8 @@ def _attach_reference(trainer, ref, beta: float) -> None:
     from trl.trainer import grpo_trainer as g
 
     if hasattr(g, "add_fused_lm_head"):
-        g.add_fused_lm_head(ref, temperature=trainer.temperature, cast_lm_head_to_fp32=trainer.args.cast_lm_head_to_fp32)
+        g.add_fused_lm_head(ref, temperature=trainer.temperature,
+                            cast_lm_head_to_fp32=trainer.args.cast_lm_head_to_fp32)
     trainer.ref_model = trainer.accelerator.prepare_model(ref, evaluation_mode=True)
     trainer.beta = beta
 
@@ -260,12 +261,12 @@ def _attach_reference(trainer, ref, beta: float) -> None:
 def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = True, fitted: bool = False) -> dict:
     """`cpugrpo train`: check the threads and that the config fits memory (once, before anything is loaded), train,
     evaluate before and after, save the run. Returns metrics. ``fitted``: the caller already ran ``fit_batch``."""
-    from . import evaluate, models
     from ..core.config import save_toml
+    from ..core.store import atomic_write_json
     from ..hw.runtime import environment_snapshot
+    from . import evaluate, models
     from .measure import summarize
     from .memory import fit_batch, shape_of
-    from ..core.store import atomic_write_json
 
     threads = resolve_threads(cfg.threads)
     if not fitted:
