@@ -14,7 +14,9 @@ parallel work. It then watches the child from outside:
 
 The child trains ``warmup_steps + measured_steps`` GRPO steps (the first is warm-up, reported apart), and with
 ``evaluate`` set, evaluates the trained policy on the fixed held-out set (the tuner's quality gate).
-``mode="trl-defaults"`` runs plain ``trl.GRPOTrainer`` with TRL's own defaults instead (``cpugrpo baseline``).
+``mode="trl-defaults"`` / ``"trl-cpu"`` run plain ``trl.GRPOTrainer`` instead, as that peer of ``cpugrpo baseline``
+(train/trl_peers.py); the row then carries ``trl_args`` (the settings read back from the built ``GRPOConfig``) and a
+``config`` mapped from them, so it never claims a cpugrpo setting that did not run.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..core.config import BEFORE_THE_KNOB, TrainConfig, from_mapping, key_dict
+from ..core.config import BEFORE_THE_KNOB, WORKLOAD_KEYS, TrainConfig, from_mapping, key_dict
 from ..core.paths import portable
 from ..hw.runtime import PARENT_PID_VAR, apply_threads, child_env, die_with_parent, resolve_threads
+from ..train.trl_peers import PEERS
 
-MODES = ("cpugrpo", "trl-defaults")
+MODES = ("cpugrpo", *PEERS)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,14 @@ class TrialSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def row_config(self) -> dict:
+        """The row's ``config`` until the child reports: the whole config for cpugrpo; for a TRL peer only what it
+        was given (the shared work, steps, the data), since the rest is TRL's and read back by the child."""
+        c = self.train_config().to_dict()
+        if self.mode == "cpugrpo":
+            return c
+        return {k: v for k, v in c.items() if k in WORKLOAD_KEYS or k in ("steps", "data", "difficulties")}
+
 
 def trial_env(spec: TrialSpec) -> dict:
     """The child's environment: threads (and ISA cap variables in ``spec.env``) set before torch starts."""
@@ -114,7 +125,7 @@ def run_trial(spec: TrialSpec, machine_id: str | None = None, python: str = sys.
     """Run ``spec`` in a child process; always returns a row (status "ok" or "failed" with a reason)."""
     started = time.time()
     row = {"trial_id": f"{spec.key}-{int(started)}", "key": spec.key, "tag": spec.tag, "machine_id": machine_id,
-           "spec": spec.to_dict(), "config": spec.train_config().to_dict(), "started_at": started}
+           "spec": spec.to_dict(), "config": spec.row_config(), "started_at": started}
     with tempfile.TemporaryDirectory(prefix="cpugrpo-trial-") as tmp:
         spec_path, out_path, log_path = (os.path.join(tmp, n) for n in ("spec.json", "out.json", "log.txt"))
         Path(spec_path).write_text(json.dumps(spec.to_dict()))
@@ -204,10 +215,12 @@ def _child(spec: TrialSpec) -> dict:
     loaded = models.load(cfg.model, seed=cfg.seed, progress=False)
     load_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="cpugrpo-trl-") as out_dir:
-        if spec.mode == "trl-defaults":
-            from ..train.trl_defaults import run_trl_defaults
+        trl = {}
+        if spec.mode in PEERS:
+            from ..train.trl_peers import as_train_config, run_trl
 
-            steps = run_trl_defaults(cfg, loaded.model, loaded.tokenizer, out_dir, on_step)
+            steps, trl_args = run_trl(cfg, spec.mode, loaded.model, loaded.tokenizer, out_dir, on_step)
+            trl = {"trl_args": trl_args, "config": as_train_config(trl_args, cfg)}  # what ran, not what was asked
         else:
             from ..train.trainer import run_grpo
 
@@ -215,7 +228,7 @@ def _child(spec: TrialSpec) -> dict:
     out = {"status": "ok", "model": loaded.source,  # a preset's name (with its build's cache key), never a path
            **({"model_cache_key": loaded.cache_key} if loaded.cache_key else {}),
            "random_weights": loaded.random_weights, "load_s": load_s,
-           "summary": summarize(steps, spec.warmup_steps), "steps": [s.to_dict() for s in steps]}
+           "summary": summarize(steps, spec.warmup_steps), "steps": [s.to_dict() for s in steps], **trl}
     if spec.evaluate:
         from ..train import evaluate
 
