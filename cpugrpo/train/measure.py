@@ -33,6 +33,10 @@ class StepMeasurement:
     cpu_util: float          # process CPU seconds / wall seconds / threads (1.0 = every thread busy)
     rollout_refresh_s: float = 0.0
     metrics: dict = field(default_factory=dict)  # TRL's logged metrics for the step (reward, clipped ratio, ...)
+    update_flops: float = 0.0      # matmul FLOPs the update executed (flops.py), from the shapes that ran
+    prompt_width: int = 0          # longest prompt of the step, in tokens (prompts are left-padded to it)
+    decode_steps: int = 0          # longest completion: the number of decode steps the rollout ran
+    decode_weight_bytes: int = 0   # weight bytes one decode step reads from the rollout snapshot (flops.py)
 
     @property
     def samples_per_s(self) -> float:
@@ -125,6 +129,17 @@ def summarize(steps: list[StepMeasurement], warmup: int = 1) -> dict:
                                                                                          "update")}
     out["total_samples_per_s"] = sum(s.completions for s in measured) / wall
     out["total_tokens_per_s"] = sum(s.completion_tokens for s in measured) / wall
+    if all(s.update_flops > 0 and s.update_s > 0 for s in measured):  # executed work was recorded (flops.py)
+        out["update_flops"] = median_and_spread([s.update_flops for s in measured])
+        out["update_flops_per_s"] = median_and_spread([s.update_flops / s.update_s for s in measured])
+    if all(s.decode_weight_bytes > 0 and s.decode_steps > 0 for s in measured):
+        decode = [(s, s.rollout_s - s.rollout_refresh_s) for s in measured]
+        out["decode_tokens_per_s"] = median_and_spread([s.completion_tokens / t for s, t in decode if t > 0])
+        # a decode step reads the snapshot's weights once for every row: tokens over (steps x bytes) per byte/s
+        out["decode_tokens_per_byte_s"] = median_and_spread([s.completion_tokens / (s.decode_steps *
+                                                                                      s.decode_weight_bytes)
+                                                              for s in measured])
+        out["decode_weight_bytes"] = measured[-1].decode_weight_bytes
     out["peak_rss_mb_sampled"] = max(s.peak_rss_mb for s in steps)
     out["peak_rss_mb_os"] = os_peak_rss_mb()
     return out

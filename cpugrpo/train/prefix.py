@@ -22,12 +22,14 @@ share a prompt.
 from __future__ import annotations
 
 
-def shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool = False):
+def shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep: int, compute_entropy: bool = False,
+                        work: list | None = None):
     """Per-token log-probs (and entropies) of the last ``logits_to_keep`` tokens of each row, as TRL's
     ``_get_per_token_logps_and_entropies`` returns them, with each distinct prompt's forward done once.
 
     ``model`` is a causal LM patched with ``trl.trainer.utils.add_fused_lm_head``. Returns ``(logps, entropies)``,
-    or None when sharing would save nothing (the caller then runs the ordinary forward)."""
+    or None when sharing would save nothing (the caller then runs the ordinary forward). ``work``, if given, gets
+    the shapes of the two forwards run (flops.py counts them)."""
     import torch
     from transformers import DynamicCache
 
@@ -52,5 +54,11 @@ def shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep: int, c
     labels = input_ids[:, prefix + 1:].masked_fill(attention_mask[:, prefix + 1:] == 0, -100)
     out = model(input_ids=input_ids[:, prefix:-1], attention_mask=attention_mask[:, :-1], past_key_values=cache,
                 shift_labels=labels, fused_lm_head=True)
+    if work is not None:
+        grad = torch.is_grad_enabled()
+        work.append({"rows": unique.size(0), "q_len": prefix, "kv_len": prefix, "scored": 0, "grad": grad,
+                     "used": "kv"})
+        work.append({"rows": n_rows, "q_len": width - prefix - 1, "kv_len": width - 1, "grad": grad,
+                     "scored": int((labels != -100).sum())})
     return out.log_probs, (out.entropy if compute_entropy else None)
 

@@ -103,6 +103,11 @@ class RolloutModel:
             self._model = quantize_int8(self._float) if self.precision == "int8" else self._float
         self.refresh_seconds = time.perf_counter() - t0
 
+    @property
+    def module(self):
+        """The module that generates (after the first refresh): its weights are what a decode step reads."""
+        return self._model
+
     def generate(self, **kwargs):
         import torch
 

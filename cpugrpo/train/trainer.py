@@ -99,8 +99,9 @@ def make_trainer_class():
             self.shared_prefix = shared_prefix
             self.rollout_model = rollout_model
             self.extra_loss = extra_loss
+            # work: the shapes of the update's forwards (flops.py counts their FLOPs)
             self.phase = {"rollout": 0.0, "scoring": 0.0, "refresh": 0.0, "tokens": 0, "completions": 0,
-                          "extra_loss": 0.0}
+                          "extra_loss": 0.0, "prompt_width": 0, "decode_steps": 0, "work": []}
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
                                   has_tool_images=False):
@@ -115,6 +116,8 @@ def make_trainer_class():
             self.phase["rollout"] += time.perf_counter() - t0
             self.phase["tokens"] += sum(len(c) for c in completion_ids)
             self.phase["completions"] += len(completion_ids)
+            self.phase["prompt_width"] = max(self.phase["prompt_width"], max(len(p) for p in prompt_ids))
+            self.phase["decode_steps"] = max(self.phase["decode_steps"], max(len(c) for c in completion_ids))
             return completion_ids, logprobs
 
         def _snapshot_generate(self, prompt_ids):
@@ -134,11 +137,16 @@ def make_trainer_class():
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False, compute_aux_loss=False, **mm):
+            work = self.phase["work"]
             if self.shared_prefix and not compute_aux_loss and all(v is None for v in mm.values()):
                 with self.accelerator.autocast():
-                    out = shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, compute_entropy)
+                    out = shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, compute_entropy,
+                                              work=work)
                 if out is not None:
                     return out[0], out[1], None
+            rows, width = input_ids.shape  # TRL's path: prompt + completion per row, the completion scored
+            work.append({"rows": rows, "q_len": width, "kv_len": width, "grad": torch.is_grad_enabled(),
+                         "scored": int(attention_mask[:, -logits_to_keep:].sum())})
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **mm)
@@ -163,27 +171,36 @@ def make_trainer_class():
 def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on_step=None):
     from transformers import TrainerCallback
 
+    from .flops import Dims, decode_weight_bytes, executed_flops
+
     clock = CPUClock(resolve_threads(cfg.threads))
 
     class StepTimer(TrainerCallback):
         trainer = None
+        dims = None
 
         def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
             ph = self.trainer.phase
             for k in ph:
-                ph[k] = 0.0 if isinstance(ph[k], float) else 0
+                ph[k] = [] if isinstance(ph[k], list) else 0.0 if isinstance(ph[k], float) else 0
             clock.lap()
             sampler.take_peak()
 
         def on_step_end(self, args, state, control, **kw):
             wall = time.perf_counter() - self.t0
             ph = self.trainer.phase
+            if self.dims is None:
+                self.dims = Dims.of(self.trainer.accelerator.unwrap_model(self.trainer.model).config)
+            snapshot = getattr(self.trainer.rollout_model, "module", None)
             records.append(StepMeasurement(
                 step=state.global_step, wall_s=wall, rollout_s=ph["rollout"], scoring_s=ph["scoring"],
                 update_s=max(0.0, wall - ph["rollout"] - ph["scoring"]), completions=int(ph["completions"]),
                 completion_tokens=int(ph["tokens"]), peak_rss_mb=sampler.take_peak(), cpu_util=clock.lap(),
-                rollout_refresh_s=ph["refresh"], metrics={"extra_loss": ph["extra_loss"]}))
+                rollout_refresh_s=ph["refresh"], metrics={"extra_loss": ph["extra_loss"]},
+                update_flops=float(executed_flops(self.dims, ph["work"], cfg.gradient_checkpointing)["total"]),
+                prompt_width=int(ph["prompt_width"]), decode_steps=int(ph["decode_steps"]),
+                decode_weight_bytes=decode_weight_bytes(snapshot) if snapshot is not None else 0))
             if bar is not None:
                 bar.update(1)
             if on_step is not None:
