@@ -21,12 +21,7 @@ from ..core.options import plain_name
 from . import plots
 from .render import figure_png, html_table, md_table, probe_peak, read_json
 from .results import ResultsError
-
-BYTES = {"fp32": 4, "bf16": 2, "int8": 1}
-# Mean prompt length of the synthetic training prompts with the chat template, tiny tokenizer (measured over 300
-# prompts: mean 39.3, min 24, max 65). Padding to the longest prompt of a batch adds computed-but-useless tokens, so
-# the MFU below counts useful FLOPs only (memory.py's 80 is a deliberately high bound for memory, not this).
-MEAN_PROMPT_TOKENS = 39
+from .roofline import FIELDS, check, llc_bytes, roofline_rows
 
 
 class ReportError(CpugrpoError, ValueError):
@@ -54,7 +49,8 @@ def report(opts: ReportOptions) -> dict:
 
     mid = opts.machine or hardware.detect(with_torch=False).machine_id
     path = write_report(mid, opts.profiles_dir, opts.results_dir, opts.asv_dir, opts.out_dir)
-    return {"machine_id": mid, "report": str(path), "warnings": path.warnings}  # warnings: unreadable result lines
+    # warnings: unreadable result lines; roofline: MFU and decode rows (roofline.py)
+    return {"machine_id": mid, "report": str(path), "warnings": path.warnings, "roofline": path.roofline}
 
 
 def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_dir=".asv/results") -> dict:
@@ -88,44 +84,9 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
         data["missing"].append("no probes.json: roofline figures need `cpugrpo probe`")
     if data["tune"] is None:
         data["missing"].append("no tune.json: run `cpugrpo tune` for a recommendation")
+    data["roofline"], notes = roofline_rows(data["trials"], data["probes"], llc_bytes(profile))
+    data["missing"] += notes + check(data["roofline"])
     return data
-
-
-def roofline_rows(df, probes) -> list[dict]:
-    """MFU of the update phase and decode tokens/s against weight-bytes / bandwidth, per speed trial (pure)."""
-    from ..train.memory import shape_of
-
-    if df is None or probes is None:
-        return []
-    s = plots.wide(df, "trial.samples_per_s")
-    if s.empty:
-        return []
-    get = {m: plots.wide(df, f"trial.{m}").set_index("key").value for m in ("tokens_per_s", "update_s", "rollout_s",
-                                                                              "step_s")}
-    s = s.copy()
-    s["pair"] = s.update_precision + "/" + s.rollout_precision
-    ref = plots.ref_group(s, ["model", "threads", "prompts_per_step", "gradient_checkpointing"], "pair")
-    out = []
-    for _, r in plots._select(s, ref).drop_duplicates(["update_precision", "rollout_precision"]).iterrows():
-        try:
-            n = shape_of(r.model).n_params
-        except Exception:  # noqa: BLE001 - a model directory that is gone: no roofline row for it
-            continue
-        k = r.key
-        tokens_step = get["tokens_per_s"].get(k, float("nan")) * get["step_s"].get(k, float("nan"))
-        mean_len = tokens_step / r.batch_size
-        flops = 6 * n * r.batch_size * (MEAN_PROMPT_TOKENS + mean_len)
-        peak = probe_peak(probes, "bf16" if str(r.update_precision).startswith("bf16") else "fp32", r.threads)
-        upd = get["update_s"].get(k)
-        bw = probe_peak(probes, "bandwidth", r.threads)
-        rollout = get["rollout_s"].get(k)
-        out.append({"label": f"{r.model} {r.threads}t b{r.batch_size} upd {r.update_precision} roll "
-                             f"{r.rollout_precision}{' ckpt' if r.gradient_checkpointing else ''}",
-                    "mfu": flops / upd / (peak * 1e9) if upd and peak else None,
-                    "decode_tps": tokens_step / rollout if rollout else float("nan"),
-                    "decode_bound": r.batch_size * bw * 1e9 / (n * BYTES[r.rollout_precision]) if bw else float("nan"),
-                    "params": n, "gemm_peak_gflops": peak, "bandwidth_gbps": bw})
-    return out[:14]
 
 
 def render_figures(data: dict) -> dict:
@@ -144,7 +105,7 @@ def render_figures(data: dict) -> dict:
         "batch_memory": ("Throughput and memory against batch", lambda: plots.batch_memory(df)),
         "pareto": ("Pareto front", lambda: plots.pareto(df, rec_key, gate)),
         "phases": ("Phase breakdown", lambda: plots.phases(df)),
-        "roofline": ("Roofline", lambda: plots.roofline(roofline_rows(df, data["probes"]))),
+        "roofline": ("Roofline", lambda: plots.roofline(data["roofline"])),
         "accuracy": ("Accuracy by precision", lambda: plots.accuracy(df)),
     }
     figs = {}
@@ -178,11 +139,11 @@ CAPTIONS = {
               "memory (one model). Accuracy: the newest quality-gate trial of the precision pair (tiny preset; quick "
               "tunes train 15 steps, full tunes 40).",
     "phases": "Median seconds per step in rollout (generation), scoring (rewards) and update (everything else).",
-    "roofline": "Left: update-phase useful model FLOP/s (6 x parameters x (mean prompt + mean completion tokens) x "
-                "completions / update time; padding not counted) over the measured GEMM peak at the same thread "
-                "count and precision. Right: decode tokens/s against the bound "
-                "completions x copy bandwidth / weight bytes (each decode step reads every weight once). Estimates "
-                "from the formulas shown; attention and KV-cache traffic are left out.",
+    "roofline": "Left: the update's executed FLOP/s (counted from the shapes every step ran: shared prefix, padding, "
+                "backward, recomputation, LM head at the real vocabulary; train/flops.py) over the measured GEMM "
+                "peak at the same precision and threads (MFU). Right: decode tokens/s (completion tokens / rollout "
+                "time less refresh) against tokens / (decode steps x weight bytes read per step / copy bandwidth); "
+                "no bound where the weights fit in the last-level cache.",
     "accuracy": "Greedy exact match on 600 fixed held-out problems after the same short GRPO training.",
     "history": "asv results per commit, each line relative to its value at the oldest commit.",
 }
@@ -249,32 +210,52 @@ def _recommendation_lines(tune: dict | None) -> list[str]:
     return lines
 
 
-BASELINE_HEADER = ("when (UTC)", "model", "completions/step", "cpugrpo settings", "TRL defaults samples/s",
-                   "cpugrpo samples/s", "ratio (per pair)", "cpugrpo commit")
+BASELINE_TITLE = "Against TRL's GRPOTrainer"
+BASELINE_HEADER = ("when (UTC)", "model", "completions/step", "run", "cpugrpo settings", "cpugrpo samples/s",
+                   "vs TRL, CPU settings", "vs TRL defaults", "TRL samples/s (CPU settings | defaults)",
+                   "cpugrpo commit")
+OLD_BASELINE = "TRL-defaults-only run (A B A B; ratio of the child's per-step medians)"
 
 
 def baseline_rows(runs: list[dict]) -> list[tuple]:
-    """One row per `cpugrpo baseline` run: medians with min..max, and the ratio of every interleaved pair."""
+    """One row per `cpugrpo baseline` run, the TRL-with-CPU-settings ratio first: each ratio on the parent's outside
+    clock with its pairs and min..max, and the inside-clock ratio beside it. Rows from before the second peer (no
+    ``peers``) are shown as TRL-defaults-only runs, on the clock they used."""
+    from ..runs.baseline import cpugrpo_settings, ratio_text
+
     def sps(s):
-        return f"{s['median']:.2f} ({s['min']:.2f}..{s['max']:.2f})" if s.get("n") else "failed"
+        return f"{s['median']:.2f} ({s['min']:.2f}..{s['max']:.2f})" if s and s.get("n") else "failed"
 
     out = []
     for r in sorted(runs, key=lambda r: r.get("started_at") or 0):
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"])) if r.get("started_at") else "?"
-        ratio = (f"{r['ratio']['median']:.2f}x ({', '.join(f'{x:.2f}' for x in r['ratios'])})" if r["ratios"]
-                 else "no complete pair")
         c = r["config"]
-        settings = (f"{c['threads'] or 'all'} threads, {c['update_precision']} update, "
-                    f"{c['rollout_precision']} rollout, shared prefix {'on' if c.get('shared_prefix') else 'off'}"
-                    f"{', checkpointing' if c['gradient_checkpointing'] else ''}")
-        out.append((when, c["model"], c["batch_size"], settings, sps(r["trl_defaults_samples_per_s"]),
-                    sps(r["cpugrpo_samples_per_s"]), ratio, (r.get("commit") or "?")[:10]))
+        if "peers" in r:
+            cpu, dflt = r["peers"].get("trl-cpu") or {}, r["peers"].get("trl-defaults") or {}
+            cells = (f"{r['pairs']} pairs of 3 sides, rotating order", sps(r["cpugrpo"]["samples_per_s"]),
+                     ratio_text(cpu), ratio_text(dflt),
+                     f"{sps(cpu.get('samples_per_s'))} | {sps(dflt.get('samples_per_s'))}")
+        else:
+            ratios = r.get("ratios") or []
+            old = (f"{r['ratio']['median']:.2f}x ({len(ratios)} pairs, {min(ratios):.2f}..{max(ratios):.2f}) "
+                   f"inside clock" if ratios else "no complete pair")
+            cells = (OLD_BASELINE, sps(r.get("cpugrpo_samples_per_s")), "not run", old,
+                     f"not run | {sps(r.get('trl_defaults_samples_per_s'))}")
+        out.append((when, c["model"], c["batch_size"], cells[0], cpugrpo_settings(c), *cells[1:],
+                    (r.get("commit") or "?")[:10]))
     return out
 
 
-BASELINE_TEXT = ("`cpugrpo baseline`: TRL's GRPOTrainer with its own defaults (A) against a cpugrpo config (B) on the "
-                 "same model, prompts, completions per step and steps, alternating A B A B in separate processes; "
-                 "1 warm-up step excluded, medians over the measured steps.")
+BASELINE_TEXT = ("`cpugrpo baseline`: a cpugrpo config against TRL's GRPOTrainer twice, with TRL's own defaults "
+                 "(use_cpu=True the only change: bf16 autocast, gradient checkpointing) and with the CPU settings an "
+                 "informed user picks (bf16 and gradient checkpointing off): the same model, prompts, rewards, "
+                 "completions per step, max completion length, steps, seed and threads, each trial in its own "
+                 "process, the three sides in an order that rotates from pair to pair. Ratio = cpugrpo / TRL per "
+                 "pair on the outside clock (samples over the measured steps / the parent's time between its own "
+                 "stamps of the warm-up's end and the last step's end), the median over the pairs with min..max; "
+                 "the child's own (inside) clock beside it. samples/s: outside clock, median (min..max) over the "
+                 "trials; 1 warm-up step excluded. What TRL ran is read back from its GRPOConfig (trial rows, "
+                 "trl_args).")
 
 
 def report_warnings(data: dict) -> list[str]:
@@ -295,7 +276,7 @@ def render_markdown(data: dict, figure_files: dict) -> str:
     out += ["## Hardware", "", md_table(_hardware_rows(p, data["probes"]), ("fact", "value")), ""]
     out += ["## What to use here and why", ""] + [f"- {x}" for x in _recommendation_lines(data["tune"])] + [""]
     if data["baselines"]:
-        out += ["## Against TRL's GRPOTrainer defaults", "", BASELINE_TEXT, "",
+        out += [f"## {BASELINE_TITLE}", "", BASELINE_TEXT, "",
                 md_table(baseline_rows(data["baselines"]), BASELINE_HEADER), ""]
     eff = data["effective"]
     if eff:
@@ -348,7 +329,7 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
     parts.append("<h2>What to use here and why</h2><ul>" +
                  "".join(f"<li>{e(x)}</li>" for x in _recommendation_lines(data["tune"])) + "</ul>")
     if data["baselines"]:
-        parts.append(f"<h2>Against TRL's GRPOTrainer defaults</h2><p>{e(BASELINE_TEXT)}</p>"
+        parts.append(f"<h2>{e(BASELINE_TITLE)}</h2><p>{e(BASELINE_TEXT)}</p>"
                      + html_table(baseline_rows(data["baselines"]), BASELINE_HEADER))
     eff = data["effective"]
     if eff:
@@ -379,6 +360,7 @@ class ReportPath(str):
     def __new__(cls, path, warnings=()):
         obj = super().__new__(cls, path)
         obj.warnings = list(warnings)
+        obj.roofline = []  # the roofline rows (roofline.py), for `cpugrpo report --json`
         return obj
 
 
@@ -397,4 +379,6 @@ def write_report(machine_id: str, profiles_dir="profiles", results_dir="results"
         os.replace(tmp, out / f"{name}.png")
     atomic_write_text(out / "report.md", render_markdown(data, {n: f"{n}.png" for n in pngs}))
     atomic_write_text(out / "index.html", render_html(data, pngs))
-    return ReportPath(out / "index.html", report_warnings(data))
+    path = ReportPath(out / "index.html", report_warnings(data))
+    path.roofline = [{k: r[k] for k in ("label", *FIELDS, "bound_note")} for r in data["roofline"]]
+    return path

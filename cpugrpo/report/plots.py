@@ -217,32 +217,38 @@ def phases(df):
     return fig
 
 
-def roofline(rows: list[dict]):
-    """``rows`` from report.roofline_rows: MFU of the update phase and decode tokens/s against its bandwidth bound."""
+def roofline(rows: list[dict], limit: int = 16):
+    """``rows`` from roofline.roofline_rows: the update's MFU (executed FLOPs) and decode tokens/s against its
+    bandwidth bound, numbered, with every knob of each configuration listed under the plot."""
     title = "Against the roofline (measured GEMM peak and copy bandwidth)"
     if not rows:
-        return missing(title, "needs successful trials and probes.json (run `cpugrpo probe`)")
-    fig, (a1, a2) = _fig(title, size=(11, 4.5), ncols=2)
-    labels = [r["label"] for r in rows]
-    mfu = [r["mfu"] if r["mfu"] is not None else 0 for r in rows]
-    a1.barh(labels, mfu, color="#55A868")
-    a1.set_xlabel("update-phase FLOP/s / GEMM peak (MFU)")
-    a1.set_xlim(0, max(1.0, max(mfu) * 1.1))
-    a1.set_title("update: 6 x params x tokens / update time", fontsize=9)
-    dec = [r["decode_tps"] for r in rows]
-    bound = [r["decode_bound"] for r in rows]
-    y = range(len(rows))
-    a2.barh([i + 0.2 for i in y], bound, height=0.4, color="#CCCCCC", label="bound: batch x GB/s / weight bytes")
+        return missing(title, "needs trials that recorded executed work, and probes.json (run `cpugrpo tune`)")
+    shown = rows[:limit]
+    n = len(shown)
+    height = 3.2 + 0.3 * n + 0.16 * (n + 2)
+    fig, (a1, a2) = _fig(title, size=(11, height), ncols=2)
+    y = list(range(n))[::-1]
+    mfu = [r["mfu"] or 0 for r in shown]
+    a1.barh(y, mfu, color="#55A868")
+    a1.axvline(1.0, color="grey", ls="--", lw=1)
+    a1.set_yticks(y, [str(i + 1) for i in range(n)])
+    a1.set_xlabel("executed update FLOP/s / GEMM peak (MFU)")
+    a1.set_xlim(0, max(1.05, max(mfu) * 1.1))
+    a1.set_title("update: counted FLOPs / update time / peak", fontsize=9)
+    dec = [r["decode_tokens_per_s"] or 0 for r in shown]
+    bound = [r["decode_bound_tokens_per_s"] or 0 for r in shown]
+    a2.barh([i + 0.2 for i in y], bound, height=0.4, color="#CCCCCC",
+            label="bound: tokens x GB/s / (decode steps x weight bytes)")
     a2.barh([i - 0.2 for i in y], dec, height=0.4, color="#4C72B0", label="measured")
-    a2.set_yticks(list(y))
-    a2.set_yticklabels([])
-    a2.set_xlabel("decode tokens/s (completion tokens / rollout time)")
-    a2.set_xscale("log")
-    a2.set_title("rollout: memory-bandwidth bound", fontsize=9)
-    a2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: bars fill the axes
-    for ax in (a1,):
-        ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
+    a2.set_yticks(y, [str(i + 1) for i in range(n)])
+    a2.set_xlabel("decode tokens/s (completion tokens / rollout time less refresh)")
+    a2.set_title("rollout: memory-bandwidth bound (none drawn: weights fit in cache)", fontsize=9)
+    a2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    notes = [f"{i + 1}: MFU {r['mfu']:.2f}, {r['label']}" for i, r in enumerate(shown)]
+    if len(rows) > n:
+        notes.append(f"... {len(rows) - n} more configurations in `cpugrpo report --json`")
+    fig.text(0.01, 0.01, "\n".join(notes), fontsize=6.5, va="bottom", family="monospace")
+    fig.tight_layout(rect=(0, (0.16 * (len(notes) + 1) + 0.5) / height, 1, 1))
     return fig
 
 

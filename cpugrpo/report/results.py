@@ -34,6 +34,10 @@ TRIAL_METRICS = {  # benchmark name -> (path into the row's summary, unit)
     "trial.scoring_s": ("scoring_s", "s"),
     "trial.update_s": ("update_s", "s"),
     "trial.cpu_util": ("cpu_util", "fraction"),
+    "trial.update_flops": ("update_flops", "FLOP"),                    # executed work (train/flops.py)
+    "trial.update_flops_per_s": ("update_flops_per_s", "FLOP/s"),
+    "trial.decode_tokens_per_s": ("decode_tokens_per_s", "tokens/s"),
+    "trial.decode_tokens_per_byte_s": ("decode_tokens_per_byte_s", "tokens per byte/s"),
 }
 
 
@@ -147,6 +151,9 @@ def trial_rows_to_records(rows: list[dict]) -> list[dict]:
         for phase, share in s.get("phase_share", {}).items():
             out.append({**base, "benchmark": f"trial.share_{phase}", "value": share, "unit": "fraction",
                         "status": "ok"})
+        if s.get("decode_weight_bytes"):
+            out.append({**base, "benchmark": "trial.decode_weight_bytes", "value": s["decode_weight_bytes"],
+                        "unit": "bytes", "status": "ok"})
         rss = (r.get("outside") or {}).get("os_peak_rss_mb") or s.get("peak_rss_mb_os")
         out.append({**base, "benchmark": "trial.peak_rss_mb", "value": rss, "unit": "MiB", "status": "ok"})
         for prec, acc in (r.get("accuracy_by_precision") or ({r["config"].get("eval_precision", "fp32"):
