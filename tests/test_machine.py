@@ -37,25 +37,51 @@ def test_report_with_partial_data_says_what_is_missing(tmp_path):
         write_report("nope", tmp_path / "profiles", tmp_path / "results", tmp_path / "none", tmp_path / "reports")
 
 
-def test_report_shows_each_baseline_run_with_its_pairs(tmp_path):
+def _baseline_side(i, outside, inside):
+    row = trial_row(i, sps=inside, model="small")
+    row["outside"]["samples_per_s"] = outside
+    row["summary"]["total_samples_per_s"] = inside
+    return row
+
+
+def test_report_shows_each_baseline_run_old_and_new_format(tmp_path):
+    """A run with both TRL peers leads with the CPU-settings ratio on the outside clock (pairs, min..max, the inside
+    clock beside); a stored run from before the second peer is shown as a TRL-defaults-only run on its own clock."""
+    import json
+
     from cpugrpo.core.config import TrainConfig
     from cpugrpo.runs.baseline import record, summarize_baseline
 
     make_machine(tmp_path, "m3", [trial_row(0)])
     cfg = TrainConfig(model="small", batch_size=64, rollout_precision="int8")
-    rows = {"trl_defaults": [trial_row(1, sps=3.0, model="small"), trial_row(3, sps=4.0, model="small")],
-            "cpugrpo": [trial_row(2, sps=9.0, model="small"), trial_row(4, sps=10.0, model="small")]}
+    rows = {"cpugrpo": [_baseline_side(2, 9.0, 12.0), _baseline_side(5, 10.0, 12.0)],
+            "trl-defaults": [_baseline_side(1, 3.0, 3.0), _baseline_side(4, 4.0, 4.0)],
+            "trl-cpu": [_baseline_side(3, 4.5, 4.0), _baseline_side(6, 4.0, 4.0)]}
     summary = summarize_baseline(rows, cfg)
-    assert summary["ratios"] == [3.0, 2.5] and summary["ratio"]["median"] == 2.75 and summary["commit"] == "abc"
     path = record(summary, "m3", "profiles/m3/recommended-small.toml", tmp_path / "results")
+    old = {"config": {**cfg.to_dict(), "shared_prefix": False, "threads": 2}, "pairs": 2, "failed_pairs": 0,
+           "trl_defaults_samples_per_s": {"median": 3.5, "min": 3.0, "max": 4.0, "n": 2},
+           "cpugrpo_samples_per_s": {"median": 6.0, "min": 5.0, "max": 7.0, "n": 2},
+           "ratio": {"median": 1.75, "min": 1.5, "max": 2.0, "n": 2}, "ratios": [2.0, 1.5], "commit": "0ld",
+           "started_at": 1795200000.0, "machine_id": "m3", "config_file": None}
     with open(path, "a") as fh:
-        fh.write('{"torn": ')  # a run killed mid-write: reported, not fatal
+        fh.write(json.dumps(old) + "\n" + '{"torn": ')  # a run killed mid-write: reported, not fatal
     write_report("m3", tmp_path / "profiles", tmp_path / "results", tmp_path / "none", tmp_path / "reports")
     md = (tmp_path / "reports" / "m3" / "report.md").read_text()
-    assert "## Against TRL's GRPOTrainer defaults" in md
-    assert ("| small | 64 | all threads, fp32 update, int8 rollout, shared prefix on | 3.50 (3.00..4.00) "
-            "| 9.50 (9.00..10.00) | 2.75x (3.00, 2.50) | abc |") in md
-    assert "baselines.jsonl:2: not a complete JSON row" in md
+    assert "## Against TRL's GRPOTrainer" in md
+    header = [ln for ln in md.splitlines() if ln.startswith("| when (UTC) | model | completions/step | run |")][0]
+    assert header.index("vs TRL, CPU settings") < header.index("vs TRL defaults")  # the CPU-settings peer leads
+    assert ("| small | 64 | 2 pairs of 3 sides, rotating order | all threads, fp32 update, int8 rollout, shared "
+            "prefix on | 9.50 (9.00..10.00) | 2.25x (2 pairs, 2.00..2.50) outside clock; 3.00x inside | 2.75x (2 "
+            "pairs, 2.50..3.00) outside clock; 3.50x inside | 4.25 (4.00..4.50) / 3.50 (3.00..4.00) | abc |") in md
+    assert ("| small | 64 | TRL-defaults-only run (A B A B; ratio of the child's per-step medians) | 2 threads, fp32 "
+            "update, int8 rollout, shared prefix off | 6.00 (5.00..7.00) | not run | 1.75x (2 pairs, 1.50..2.00) "
+            "inside clock | not run / 3.50 (3.00..4.00) | 0ld |") in md
+    assert md.index("| 0ld |") < md.index("| abc |")  # oldest first
+    assert "baselines.jsonl:3: not a complete JSON row" in md
+    page = (tmp_path / "reports" / "m3" / "index.html").read_text()
+    assert "<h2>Against TRL&#x27;s GRPOTrainer</h2>" in page and "TRL-defaults-only run" in page
+    assert "2.25x (2 pairs, 2.00..2.50) outside clock; 3.00x inside" in page
 
 
 def test_a_torn_result_line_is_a_warning_in_the_report_its_return_value_and_the_cli(tmp_path, capsys):

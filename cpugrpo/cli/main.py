@@ -138,12 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_tune, show=tables.show_tune)
 
-    p = sub.add_parser("baseline", help="TRL GRPOTrainer defaults vs the recommended config, interleaved A B A B")
+    p = sub.add_parser("baseline", help="the recommended config vs TRL's GRPOTrainer (its defaults; CPU settings), "
+                                        "in rotating order")
     p.add_argument("--config", help="config to compare (default profiles/<id>/recommended-<model>.toml if tuned for "
                                        "that model, else recommended.toml)")
     p.add_argument("--model", help="override the config's model, e.g. small")
-    p.add_argument("--batch-size", type=int, help="override completions per step (same on both sides)")
-    p.add_argument("--pairs", type=int, default=3, help="A/B pairs, run alternately")
+    p.add_argument("--batch-size", type=int, help="override completions per step (same on every side)")
+    p.add_argument("--pairs", type=int, help="rotations of the three sides (default 5; 3 from the 494M shape up)")
     p.add_argument("--steps", type=int, default=3, help="measured steps per trial (after 1 warm-up step)")
     p.add_argument("--profiles-dir", default="profiles", help="where profiles live")
     p.add_argument("--results-dir", default="results", help="where trial rows are appended")

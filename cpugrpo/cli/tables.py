@@ -176,17 +176,27 @@ def show_tune(r: dict) -> None:
 
 
 def show_baseline(r: dict) -> None:
+    from ..runs.baseline import SHOWN, cpugrpo_settings, ratio_text, trl_settings
+
     c = r["config"]
-    a, b, q = r["trl_defaults_samples_per_s"], r["cpugrpo_samples_per_s"], r["ratio"]
     print(f"model {c['model']}, {c['batch_size']} completions per step, {c['max_completion_length']} max new tokens, "
-          f"{r['pairs']} interleaved pairs ({r['failed_pairs']} with a failed side)")
-    rows = [("TRL GRPOTrainer defaults", f"{a['median']:.2f}", f"{a['min']:.2f} .. {a['max']:.2f}",
-             f"{r['trl_defaults_peak_rss_mb'] or float('nan'):.0f}"),
-            (f"cpugrpo ({r['config_file']})", f"{b['median']:.2f}", f"{b['min']:.2f} .. {b['max']:.2f}",
-             f"{r['cpugrpo_peak_rss_mb'] or float('nan'):.0f}")]
-    print(table(rows, ("side", "samples/s median", "min .. max", "peak RSS MiB")))
-    print(f"ratio cpugrpo / TRL defaults: {q['median']:.2f}x (per pair: "
-          f"{', '.join(f'{x:.2f}' for x in r['ratios'])})")
+          f"{r['pairs']} pairs in rotating order")
+
+    def row(label, s, settings):
+        o, i = s["samples_per_s"], s["samples_per_s_inside"]
+        tok = s.get("mean_completion_tokens")
+        return (label, f"{o['median']:.2f}" if o["n"] else "failed",
+                f"{o['min']:.2f} .. {o['max']:.2f}" if o["n"] else "", f"{i['median']:.2f}" if i["n"] else "",
+                f"{s['peak_rss_mb']:.0f}" if s.get("peak_rss_mb") else "", f"{tok:.1f}" if tok else "", settings)
+
+    rows = [row(f"cpugrpo ({r.get('config_file') or 'config'})", r["cpugrpo"], cpugrpo_settings(c))]
+    rows += [row(f"{r['peers'][p]['label']} ({p})", r["peers"][p], trl_settings(r["peers"][p].get("trl_args")))
+             for p in SHOWN]
+    print(table(rows, ("side", "samples/s (outside clock)", "min .. max", "inside clock", "peak RSS MiB",
+                       "tokens/completion", "settings that ran")))
+    for p in SHOWN:
+        print(f"cpugrpo / {r['peers'][p]['label']}: {ratio_text(r['peers'][p])} "
+              f"(per pair: {', '.join(f'{x:.2f}' for x in r['peers'][p]['ratios'])})")
     for f in r["failures"]:
         print(f"failed trial: {f}")
 

@@ -212,7 +212,7 @@ def _recommendation_lines(tune: dict | None) -> list[str]:
 
 BASELINE_TITLE = "Against TRL's GRPOTrainer"
 BASELINE_HEADER = ("when (UTC)", "model", "completions/step", "run", "cpugrpo settings", "cpugrpo samples/s",
-                   "vs TRL, CPU settings", "vs TRL defaults", "TRL samples/s (CPU settings | defaults)",
+                   "vs TRL, CPU settings", "vs TRL defaults", "TRL samples/s (CPU settings / defaults)",
                    "cpugrpo commit")
 OLD_BASELINE = "TRL-defaults-only run (A B A B; ratio of the child's per-step medians)"
 
@@ -234,13 +234,13 @@ def baseline_rows(runs: list[dict]) -> list[tuple]:
             cpu, dflt = r["peers"].get("trl-cpu") or {}, r["peers"].get("trl-defaults") or {}
             cells = (f"{r['pairs']} pairs of 3 sides, rotating order", sps(r["cpugrpo"]["samples_per_s"]),
                      ratio_text(cpu), ratio_text(dflt),
-                     f"{sps(cpu.get('samples_per_s'))} | {sps(dflt.get('samples_per_s'))}")
+                     f"{sps(cpu.get('samples_per_s'))} / {sps(dflt.get('samples_per_s'))}")
         else:
             ratios = r.get("ratios") or []
             old = (f"{r['ratio']['median']:.2f}x ({len(ratios)} pairs, {min(ratios):.2f}..{max(ratios):.2f}) "
                    f"inside clock" if ratios else "no complete pair")
             cells = (OLD_BASELINE, sps(r.get("cpugrpo_samples_per_s")), "not run", old,
-                     f"not run | {sps(r.get('trl_defaults_samples_per_s'))}")
+                     f"not run / {sps(r.get('trl_defaults_samples_per_s'))}")
         out.append((when, c["model"], c["batch_size"], cells[0], cpugrpo_settings(c), *cells[1:],
                     (r.get("commit") or "?")[:10]))
     return out
