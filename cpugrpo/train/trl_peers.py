@@ -21,6 +21,7 @@ from .measure import RSSSampler, StepMeasurement
 
 # peer -> what it sets besides the shared work and use_cpu=True
 PEERS = {"trl-defaults": {}, "trl-cpu": {"bf16": False, "gradient_checkpointing": False}}
+LABELS = {"trl-defaults": "TRL defaults", "trl-cpu": "TRL, CPU settings"}  # in tables and the report
 
 
 def grpo_args(cfg, peer: str, output_dir):
