@@ -40,6 +40,8 @@ def wide(df, metric: str):
     d = df[(df.benchmark == metric) & (df.status == "ok")]
     if "mode" in d:  # cpugrpo baseline's side A (plain TRL with its defaults) is not a cpugrpo configuration
         d = d[d["mode"].fillna("cpugrpo") == "cpugrpo"]
+    if "tag" in d:  # quality-gate trials train another budget (learning rate, steps) for accuracy: not speed data
+        d = d[~d["tag"].fillna("").astype(str).str.startswith("tune-gate")]
     if d.empty:
         return d
     d = d.sort_values("date")

@@ -30,7 +30,8 @@ def file_name(model: str) -> str:
 
 
 def _axis_reason(rec: dict, num_generations: int) -> str:
-    """One line per knob: every value tried with its median samples/s and step-to-step range, and the trial ids.
+    """One line per knob: every value tried with its median samples/s and step-to-step range, the trial ids, and
+    the rank test's decision (a tie says so, and which peak RSS broke it).
 
     >>> r = _axis_reason({"axis": "prompts_per_step", "tried": [
     ...   {"value": 4, "samples_per_s": 59.8, "range": [55, 61], "status": "ok", "trial_id": "t1"},
@@ -50,20 +51,45 @@ def _axis_reason(rec: dict, num_generations: int) -> str:
             v = f"{v} prompts x {num_generations} = batch {v * num_generations}"
         rng = f" ({t['range'][0]:.1f}-{t['range'][1]:.1f})" if t.get("range") else ""
         parts.append(f"{v}: {t['samples_per_s']:.1f}{rng}" if t["samples_per_s"] else f"{v}: {t['status']}")
+    decision = f"; {rec['decision']['text']}" if rec.get("decision") else ""
     return ("samples/s (median, min-max over measured steps) " + ", ".join(parts)
-            + f" (trials {', '.join(t['trial_id'] for t in rec['tried'])})")
+            + f" (trials {', '.join(t['trial_id'] for t in rec['tried'])}){decision}")
+
+
+GATED_ON = "precision pair gated on the tiny preset: "
+
+
+def gate_reason(model: str, random_weights: bool, verdict_text: str) -> str:
+    """The quality gate's line in the reasons: always the tiny preset's gate, and for another model, that its
+    precision choice rests on it.
+
+    >>> for part in gate_reason("small", True, "passed: ...").split(" ("): print(part)
+    precision pair gated on the tiny preset: passed: ...
+    small has random weights, so its accuracy is not meaningful: its precision choice rests on the tiny preset's gate)
+    """
+    if model == "tiny":
+        return GATED_ON + verdict_text
+    why = "has random weights, so its accuracy is not meaningful" if random_weights else \
+        "is not trained by the gate, which always trains the tiny preset"
+    return f"{GATED_ON}{verdict_text} ({model} {why}: its precision choice rests on the tiny preset's gate)"
 
 
 def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict, speed_rows: list, front: list,
-          pruned: list, spent_s: float, total_s: float, store_path, budget_mb: float) -> dict:
+          pruned: list, spent_s: float, total_s: float, store_path, budget_mb: float, final: dict | None = None,
+          gate_budget: dict | None = None) -> dict:
+    """The recommendation: ``train`` (the knobs), ``reasons`` (a line per decision: each axis with its rank-test
+    decision, the finalists, the quality gate and what it turned down) and ``evidence`` (trial ids and numbers)."""
     cfg = chosen["config"]
     train = {k: cfg[k] for k in TUNED_KEYS}
     reasons = {}
     for r in record:
         key = "batch_size" if r["axis"] == "prompts_per_step" else r["axis"]
         reasons[key] = _axis_reason(r, cfg["num_generations"])
+    if final:
+        reasons["finalists"] = (f"re-measured with twice the steps (trials {', '.join(final['trials'])}): "
+                                f"{final['text']}")
     pair = (cfg["update_precision"], cfg["rollout_precision"])
-    reasons["quality_gate"] = verdicts[pair]["text"]
+    reasons["quality_gate"] = gate_reason(opts.model, bool(chosen.get("random_weights")), verdicts[pair]["text"])
     rejected = [f"{u} update / {ro} rollout: {v['text']}" for (u, ro), v in verdicts.items() if not v["passed"]]
     if rejected:
         reasons["rejected"] = "; ".join(rejected)
@@ -74,13 +100,20 @@ def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict
     evidence = {
         "machine_id": profile.machine_id, "isa_class": profile.isa_class, "usable_cpus": profile.n_usable,
         "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": chosen.get("environment", {}).get("commit"),
-        "mode": "quick" if opts.quick else "full", "search": "coordinate descent, two finalists re-measured",
+        "mode": "quick" if opts.quick else "full",
+        "search": "coordinate descent, two finalists re-measured; choices by Mann-Whitney U on per-step samples/s "
+                  "(alpha 0.05), ties to the lower peak RSS; noisy trials (step spread > 25%) re-measured",
         "trial_id": chosen["trial_id"], "samples_per_s": s["samples_per_s"]["median"],
         "samples_per_s_range": [s["samples_per_s"]["min"], s["samples_per_s"]["max"]],
         "tokens_per_s": s["tokens_per_s"]["median"], "peak_rss_mb": analysis.peak_rss_mb(chosen),
         "memory_budget_mb": round(budget_mb), "speed_trials": len(speed_rows), "trial_seconds": round(spent_s, 1),
         "tune_seconds": round(total_s, 1), "gate_trials": [g["trial_id"] for g in gates.values()],
         "gate_accuracy": verdicts[pair].get("candidate"), "gate_baseline_accuracy": verdicts[pair].get("baseline"),
+        "gate_verdict": verdicts[pair].get("verdict"),
+        "gate": {**(gate_budget or {}), "model": "tiny", "for_model": opts.model,
+                 "verdict": verdicts[pair].get("verdict"), "text": reasons["quality_gate"],
+                 **{k: verdicts[pair][k] for k in ("difference", "ci95", "discordance", "n") if k in verdicts[pair]}},
+        "finalists": final,
         "pareto_front": [f"{analysis.samples_per_s(r):.1f} samples/s at {analysis.peak_rss_mb(r):.0f} MiB: "
                          f"{_label(r['config'])} ({r['trial_id']})" for r in
                          sorted(front_rows, key=analysis.samples_per_s, reverse=True)],
@@ -101,7 +134,8 @@ def render(rec: dict) -> str:
               f"Use it: cpugrpo train --config <this file>. Only [train] is read; [reasons] and [evidence] say why.\n"
               f"Measured {ev['samples_per_s']:.1f} samples/s (range {ev['samples_per_s_range'][0]:.1f}-"
               f"{ev['samples_per_s_range'][1]:.1f}), peak RSS {ev['peak_rss_mb']:.0f} MiB, trial {ev['trial_id']}.")
-    return dump_toml({"train": rec["train"], "reasons": rec["reasons"], "evidence": ev}, header)
+    flat = {k: v for k, v in ev.items() if not isinstance(v, dict)}  # nested records (gate, finalists): tune.json
+    return dump_toml({"train": rec["train"], "reasons": rec["reasons"], "evidence": flat}, header)
 
 
 def write(rec: dict, path) -> str:

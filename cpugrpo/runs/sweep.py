@@ -206,11 +206,7 @@ def expand_grid(base: dict, axes: dict[str, list], max_threads: int | None = Non
 def run_trials(specs: list, store: TrialStore, machine_id: str, resume: bool = False, progress: bool = True,
                remeasure_noisy: bool = True, desc: str = "sweep") -> list[dict]:
     """Run each TrialSpec in its own process, append its row, re-measure noisy ones. Failed trials are rows too."""
-    from dataclasses import replace
-
     from tqdm.auto import tqdm
-
-    from .trial import run_trial
 
     stored, problems = store.rows() if resume else ([], [])
     done = {r["key"] for r in stored if "key" in r}
@@ -222,24 +218,37 @@ def run_trials(specs: list, store: TrialStore, machine_id: str, resume: bool = F
     if resume and len(todo) < len(specs):
         bar.write(f"resume: {len(specs) - len(todo)} of {len(specs)} trials already in {store.path}", file=sys.stderr)
     for spec in todo:
-        row = run_trial(spec, machine_id)
-        if remeasure_noisy and row["status"] == "ok" and is_noisy(row):
-            row["noisy"] = True
-            store.append(row)
-            rows.append(row)
-            spec = replace(spec, measured_steps=2 * spec.measured_steps, tag=(spec.tag + " remeasure").strip())
-            row = run_trial(spec, machine_id)
-            row["remeasure_of"] = rows[-1]["trial_id"]
-            row["noisy"] = is_noisy(row) if row["status"] == "ok" else None
-        store.append(row)
-        rows.append(row)
+        rows += measure(spec, store, machine_id, remeasure_noisy)
         bar.update(1)
-        bar.set_postfix(last=_short(row))
+        bar.set_postfix(last=_short(rows[-1]))
     bar.close()
     return rows
 
 
+def measure(spec, store: TrialStore, machine_id: str, remeasure_noisy: bool = True, run=None) -> list[dict]:
+    """Run one TrialSpec and append its row; a noisy ok row (``is_noisy``) is kept, flagged, and measured once more
+    with twice the steps (tag "... remeasure", ``remeasure_of`` its trial id). Returns the rows appended, the one to
+    use last. Sweeps and the tuner both measure through here. ``run`` defaults to ``trial.run_trial``."""
+    from dataclasses import replace
+
+    if run is None:
+        from .trial import run_trial as run
+    row = run(spec, machine_id)
+    rows = [row]
+    if remeasure_noisy and row["status"] == "ok" and is_noisy(row):
+        row["noisy"] = True
+        store.append(row)
+        again = run(replace(spec, measured_steps=2 * spec.measured_steps, tag=(spec.tag + " remeasure").strip()),
+                    machine_id)
+        again["remeasure_of"] = row["trial_id"]
+        again["noisy"] = is_noisy(again) if again["status"] == "ok" else None
+        rows.append(again)
+    store.append(rows[-1])
+    return rows
+
+
 def is_noisy(row: dict) -> bool:
+    """Measured step times spread by more than ``NOISY_SPREAD`` ((max - min) / median)."""
     return row["summary"]["wall_s"]["rel_spread"] > NOISY_SPREAD
 
 

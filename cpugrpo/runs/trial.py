@@ -13,7 +13,8 @@ parallel work. It then watches the child from outside:
   parent-death signal, and a guard that kills the child's whole group), so a SIGKILLed sweep leaves no trial running.
 
 The child trains ``warmup_steps + measured_steps`` GRPO steps (the first is warm-up, reported apart), and with
-``evaluate`` set, evaluates the trained policy on the fixed held-out set (the tuner's quality gate).
+``evaluate`` set, evaluates the trained policy on the fixed held-out set (the tuner's quality gate); with
+``evaluate_before`` also the untrained one, on the same items (the gate's common start).
 ``mode="trl-defaults"`` / ``"trl-cpu"`` run plain ``trl.GRPOTrainer`` instead, as that peer of ``cpugrpo baseline``
 (train/trl_peers.py); the row then carries ``trl_args`` (the settings read back from the built ``GRPOConfig``) and a
 ``config`` mapped from them, so it never claims a cpugrpo setting that did not run.
@@ -47,6 +48,7 @@ class TrialSpec:
     measured_steps: int = 3
     warmup_steps: int = 1
     evaluate: bool = False          # evaluate the trained policy (quality gate) at the config's eval_precision
+    evaluate_before: bool = False   # ... and the policy before training, on the same items (accuracy_before)
     eval_precisions: tuple = ()     # ... and also at each of these (accuracy_by_precision)
     mode: str = "cpugrpo"
     timeout_s: float = 900.0
@@ -77,6 +79,8 @@ class TrialSpec:
              "env": dict(sorted(self.env.items()))}
         if self.eval_precisions:  # only when set, so keys of rows stored before this field existed still match
             d["eval_precisions"] = list(self.eval_precisions)
+        if self.evaluate_before:  # likewise
+            d["evaluate_before"] = True
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
@@ -214,6 +218,14 @@ def _child(spec: TrialSpec) -> dict:
     t0 = time.perf_counter()
     loaded = models.load(cfg.model, seed=cfg.seed, progress=False)
     load_s = time.perf_counter() - t0
+    before = None
+    if spec.evaluate_before:  # the start, on the items evaluated after training (greedy: the same for every pair)
+        from ..train import evaluate
+
+        acc0 = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed,
+                                 precision=cfg.eval_precision, progress=False, random_weights=loaded.random_weights,
+                                 max_new_tokens=cfg.max_completion_length)
+        before = {**acc0.to_dict(), "per_item": "".join("1" if f else "0" for f in acc0.per_item)}
     with tempfile.TemporaryDirectory(prefix="cpugrpo-trl-") as out_dir:
         trl = {}
         if spec.mode in PEERS:
@@ -229,6 +241,8 @@ def _child(spec: TrialSpec) -> dict:
            **({"model_cache_key": loaded.cache_key} if loaded.cache_key else {}),
            "random_weights": loaded.random_weights, "load_s": load_s,
            "summary": summarize(steps, spec.warmup_steps), "steps": [s.to_dict() for s in steps], **trl}
+    if before is not None:
+        out["accuracy_before"] = before
     if spec.evaluate:
         from ..train import evaluate
 

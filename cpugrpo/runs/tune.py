@@ -2,17 +2,27 @@
 
 Search: coordinate descent over the knobs, each trial in its own process (trial.py), in the order threads -> rollout
 precision -> update precision -> shared prefix -> gradient checkpointing -> prompts per step. Each axis is swept
-with the others held at the best so far; the best samples/s wins. That is sum(|axis|) trials instead of
-prod(|axis|). Arms the hardware rules out are pruned before anything runs (no bf16 arms without AVX512-BF16/AMX or
-ARM BF16; no config whose estimated peak RSS exceeds the memory budget), and every trial runs under the memory
-budget as a hard limit. The two fastest configurations are then measured again with twice the steps, and the
-decision uses those.
+with the others held at the best so far. That is sum(|axis|) trials instead of prod(|axis|). Arms the hardware rules
+out are pruned before anything runs (no bf16 arms without AVX512-BF16/AMX or ARM BF16; no config whose estimated peak
+RSS exceeds the memory budget), and every trial runs under the memory budget as a hard limit. The two fastest
+configurations are then measured again with twice the steps, and the decision uses those.
 
-Quality gate: a candidate counts only if the tiny preset, trained the same short number of steps with the
-candidate's update and rollout precision, stays within 2 points of held-out accuracy of the same training at fp32
-(paired interval shown). Threads, batch layout, the shared prefix (same log-probs and gradients, tests/test_prefix.py)
-and checkpointing do not change the arithmetic of an update, so the gate is per precision pair. Gate trials run at
-the default batch so every pair gets the same training budget.
+Noise: a trial whose step times spread more than 25% is measured again with twice the steps, as in a sweep
+(``sweep.measure``). Every choice between configurations (an axis's value, the finalists) is a Mann-Whitney U test
+on their per-step samples/s (``analysis.decide``, alpha 0.05): the fastest median leads, a configuration the test
+cannot separate from it is a tie, and a tie goes to the lower peak RSS. The exact test cannot reach 0.05 with 3
+steps against 3 (its smallest p is 0.1), so speed trials measure 5 steps (6 in a full tune).
+
+Quality gate: a non-inferiority test on the gain from the same start (``analysis.gate_verdict``). The tiny preset is
+trained the gate's budget (``GATE_*`` below) once at fp32 and once per candidate precision pair; the fp32 trial also
+evaluates the untrained model on the same held-out items (the start is the same for every pair, so once). A
+candidate passes when the lower bound of the 95% paired interval of (candidate after - fp32 after), which is the
+difference of their gains, is above -2 points. If the fp32 training did not measurably learn (its gain's interval
+includes 0) every verdict is inconclusive, and the tuner falls back to fp32/fp32 and says so. Threads, batch layout,
+the shared prefix (same log-probs and gradients, tests/test_prefix.py) and checkpointing do not change the
+arithmetic of an update, so the gate is per precision pair; it always trains the tiny preset, also when another model
+is tuned (the random-weight presets have no meaningful accuracy of their own). Gate trials are kept out of the speed
+statistics.
 """
 
 from __future__ import annotations
@@ -21,16 +31,28 @@ import time
 from dataclasses import dataclass
 
 from ..core.config import COLUMNS, TrainConfig, from_columns, from_mapping, knob_values, tuner_axes
-from ..core.errors import CpugrpoError
+from ..core.errors import ConfigError, CpugrpoError
 from . import analysis
 
 AXES_ORDER = tuple(COLUMNS[name] for name, _ in tuner_axes())  # threads, rollout, update, prefix, ckpt, prompts
+
+# The gate's budget: the tiny preset trained GATE_STEPS GRPO steps (warm-up included) at GATE_LEARNING_RATE and
+# GATE_BATCH_SIZE completions per step, then GATE_EVAL_N held-out items evaluated greedily. Chosen by measurement on
+# this 2-core machine (docs/LOG.md, 2026-11-22): the budget in which fp32 measurably learns (its gain's paired
+# interval excludes 0) and a sound candidate's interval is narrow enough to pass. The hyperparameters were chosen on
+# the very held-out items the gate evaluates; that is fine for a gate, which compares pairs trained alike, and says
+# nothing about how well GRPO generalizes.
+GATE_STEPS = 150
+GATE_LEARNING_RATE = 3e-5
+GATE_BATCH_SIZE = 64
+GATE_EVAL_N = 3000
 
 
 @dataclass(frozen=True)
 class TuneOptions:
     """What `cpugrpo tune` does. Validated on construction: a bad value is a ConfigError naming the flag and the
-    fix. ``measured_steps`` and ``quality_steps`` default by ``quick`` (3 and 15 quick, 4 and 40 full)."""
+    fix. ``measured_steps`` defaults by ``quick`` (5 quick, 6 full); the gate's budget is the same in both modes (a
+    shorter one does not show fp32 learning, docs/LOG.md 2026-11-22)."""
     model: str = "tiny"                     # --model (the quality gate always uses tiny)
     quick: bool = False                     # --quick
     memory_budget_gb: float | None = None   # --memory-budget; None: 80% of available RAM
@@ -39,9 +61,11 @@ class TuneOptions:
     check_grid: bool = False        # also run the full grid of the same axes, to check the search against it
     profiles_dir: str = "profiles"          # --profiles-dir
     results_dir: str = "results"            # --results-dir
-    measured_steps: int | None = None
-    quality_steps: int | None = None
-    eval_n: int = 600
+    measured_steps: int | None = None       # per speed trial; default 5 (--quick) or 6 (see the rank test above)
+    quality_steps: int | None = None        # gate: GRPO steps per gate trial (GATE_STEPS)
+    eval_n: int | None = None               # gate: held-out items (GATE_EVAL_N)
+    gate_learning_rate: float | None = None  # gate: learning rate (GATE_LEARNING_RATE)
+    gate_batch_size: int | None = None      # gate: completions per step (GATE_BATCH_SIZE)
     num_generations: int = 8
     max_completion_length: int = 48
 
@@ -57,13 +81,19 @@ class TuneOptions:
         if self.time_budget_min is not None:
             positive("--time-budget", self.time_budget_min, "minutes", 30)
         isa_cap_env(self.isa_cap)
-        if self.measured_steps is None:
-            normalize(self, "measured_steps", 3 if self.quick else 4)
-        if self.quality_steps is None:
-            normalize(self, "quality_steps", 15 if self.quick else 40)
-        at_least("measured_steps", self.measured_steps, 1)
+        for name, default in (("measured_steps", 5 if self.quick else 6), ("quality_steps", GATE_STEPS),
+                              ("eval_n", GATE_EVAL_N), ("gate_learning_rate", GATE_LEARNING_RATE),
+                              ("gate_batch_size", GATE_BATCH_SIZE)):
+            if getattr(self, name) is None:
+                normalize(self, name, default)
+        at_least("measured_steps", self.measured_steps, 4)  # 3 against 3 steps: the rank test can never separate
         at_least("quality_steps", self.quality_steps, 2)  # one warm-up step, then at least one measured
         at_least("eval_n", self.eval_n, 3)
+        positive("gate_learning_rate", self.gate_learning_rate, "", GATE_LEARNING_RATE)
+        at_least("gate_batch_size", self.gate_batch_size, self.num_generations)
+        if self.gate_batch_size % self.num_generations:
+            raise ConfigError(f"gate_batch_size {self.gate_batch_size} is not a multiple of num_generations "
+                              f"{self.num_generations}: use {GATE_BATCH_SIZE}")
         at_least("num_generations", self.num_generations, 2)
         at_least("max_completion_length", self.max_completion_length, 1)
         resolve(self.model)  # an unknown preset or a missing directory: refused before anything runs
@@ -131,8 +161,9 @@ def start_point(n_usable: int) -> dict:
 class Searcher:
     """Runs (or reuses) speed trials; every row goes to the store; spends are counted from outside wall time."""
 
-    def __init__(self, opts: TuneOptions, store, machine_id, budget_mb):
+    def __init__(self, opts: TuneOptions, store, machine_id, budget_mb, run=None):
         self.opts, self.store, self.machine_id, self.budget_mb = opts, store, machine_id, budget_mb
+        self.run = run  # runs one TrialSpec (default trial.run_trial); tests pass a fake
         self.rows: dict[str, dict] = {}
         self.spent_s = 0.0
         self.t0 = time.perf_counter()
@@ -148,7 +179,8 @@ class Searcher:
 
     def measure(self, point: dict, measured_steps: int | None = None, tag: str = "tune") -> dict:
         from ..train.memory import estimate_peak_mb, shape_of
-        from .trial import TrialSpec, run_trial
+        from .sweep import measure
+        from .trial import TrialSpec
 
         cfg = self.config(point)
         need = estimate_peak_mb(shape_of(cfg.model), cfg)["total"]
@@ -160,18 +192,19 @@ class Searcher:
             row = {"key": spec.key, "trial_id": f"{spec.key}-skipped", "status": "skipped", "config": cfg.to_dict(),
                    "reason": f"estimated peak {need:.0f} MiB is over the {self.budget_mb:.0f} MiB memory budget",
                    "tag": tag, "machine_id": self.machine_id}
-        else:
-            row = run_trial(spec, self.machine_id)
-            self.spent_s += row["outside"]["wall_s"]
-            self.store.append(row)
+        else:  # a noisy trial is measured again with twice the steps, as in a sweep; the re-measure is used
+            done = measure(spec, self.store, self.machine_id, run=self.run)
+            self.spent_s += sum(r["outside"]["wall_s"] for r in done)
+            row = done[-1]
         row["point"] = dict(point)
         self.rows[spec.key] = row
         return row
 
 
 def coordinate_descent(start: dict, axes: dict[str, list], measure, over_time=lambda: False, log=print):
-    """Sweep one axis at a time from ``start``, keeping the best samples/s; returns (best point, per-axis record).
-    ``measure(point) -> row``. Pure apart from ``measure`` and ``log``."""
+    """Sweep one axis at a time from ``start``; each axis's value is chosen by ``analysis.decide`` (the fastest
+    median unless the rank test calls it a tie, which the lower peak RSS breaks); returns (best point, its row,
+    per-axis record). ``measure(point) -> row``. Pure apart from ``measure`` and ``log``."""
     best = dict(start)
     best_row = measure(best)
     record = []
@@ -186,15 +219,37 @@ def coordinate_descent(start: dict, axes: dict[str, list], measure, over_time=la
             row = measure({**best, axis: value})
             tried.append((value, analysis.samples_per_s(row), row))
         ok = [(v, s, r) for v, s, r in tried if s is not None]
+        decision = None
         if ok:
-            v, s, r = max(ok, key=lambda t: t[1])
+            decision = analysis.decide([r for _, _, r in ok], [str(v) for v, _, _ in ok])
+            v, _, r = ok[decision["chosen"]]
             best, best_row = {**best, axis: v}, r
         record.append({"axis": axis, "chosen": best[axis],
                        "tried": [{"value": v, "samples_per_s": s, "trial_id": r["trial_id"], "status": r["status"],
-                                  "range": _range(r), "reason": r.get("reason")} for v, s, r in tried]})
+                                  "range": _range(r), "reason": r.get("reason"),
+                                  "peak_rss_mb": analysis.peak_rss_mb(r) if s is not None else None}
+                                 for v, s, r in tried],
+                       **({"decision": _decision_record(decision)} if decision and len(ok) > 1 else {})})
         log(f"  {axis}: " + ", ".join(f"{v}={s:.1f}" if s else f"{v}=({r['status']})" for v, s, r in tried)
-            + f" -> {best[axis]}")
+            + f" -> {best[axis]}" + (" (tie: lower peak RSS)" if decision and decision["tie"] else ""))
     return best, best_row, record
+
+
+def _decision_record(d: dict) -> dict:
+    return {"tie": d["tie"], "p": d["p"], "alpha": d["alpha"], "text": d["text"]}
+
+
+def finalists_order(confirmed: list[dict]) -> tuple[list[dict], dict | None]:
+    """The re-measured finalists, the one ``analysis.decide`` picks first; and the decision (None for fewer than
+    two ok rows). Labels name only the knobs in which the finalists differ."""
+    ok = [r for r in confirmed if analysis.samples_per_s(r) is not None]
+    if len(ok) < 2:
+        return ok, None
+    keys = [k for k in ok[0]["point"] if any(r["point"].get(k) != ok[0]["point"][k] for r in ok)]
+    labels = [", ".join(f"{k} {r['point'][k]}" for k in keys) or r["trial_id"] for r in ok]
+    d = analysis.decide(ok, labels)
+    rec = {**_decision_record(d), "trials": [r["trial_id"] for r in ok], "chosen": ok[d["chosen"]]["trial_id"]}
+    return [ok[d["chosen"]]] + [r for i, r in enumerate(ok) if i != d["chosen"]], rec
 
 
 def _range(row: dict) -> list | None:
@@ -204,16 +259,80 @@ def _range(row: dict) -> list | None:
     return [s["min"], s["max"]]
 
 
-def gate_trial(opts: TuneOptions, pair: tuple[str, str], threads: int, store, machine_id, budget_mb) -> dict:
+REFERENCE = ("fp32", "fp32")  # (update precision, rollout precision) every candidate pair is gated against
+
+
+def gate_trial(opts: TuneOptions, pair: tuple[str, str], threads: int, store, machine_id, budget_mb,
+               before: bool = False) -> dict:
+    """Train the tiny preset the gate's budget at ``pair``'s precisions and evaluate it on the gate's held-out items
+    (``before``: also before training, the start every pair shares). Tagged "tune-gate": not a speed trial."""
     from .trial import TrialSpec, run_trial
 
     cfg = TrainConfig(model="tiny", threads=threads, update_precision=pair[0], rollout_precision=pair[1],
-                      eval_n=opts.eval_n, max_completion_length=opts.max_completion_length)
-    spec = TrialSpec(config=cfg.to_dict(), measured_steps=opts.quality_steps - 1, evaluate=True, tag="tune-gate",
-                     memory_limit_mb=budget_mb, timeout_s=1800)
+                      eval_n=opts.eval_n, max_completion_length=opts.max_completion_length,
+                      learning_rate=opts.gate_learning_rate, batch_size=opts.gate_batch_size,
+                      num_generations=opts.num_generations)
+    spec = TrialSpec(config=cfg.to_dict(), measured_steps=opts.quality_steps - 1, evaluate=True,
+                     evaluate_before=before, tag="tune-gate", memory_limit_mb=budget_mb, timeout_s=1800)
     row = run_trial(spec, machine_id)
     store.append(row)
     return row
+
+
+def _pair(row: dict) -> tuple[str, str]:
+    return row["point"]["update_precision"], row["point"]["rollout_precision"]
+
+
+def baseline_gain(base: dict) -> dict:
+    """Did the fp32 gate trial measurably learn? ``analysis.gain`` on its before/after records, with a line of
+    text; ``learned`` False (and why) when the trial failed or has no record from before training."""
+    if base.get("status") != "ok":
+        return {"learned": False, "text": f"the fp32 gate trial failed ({base.get('reason')})"}
+    if not (base.get("accuracy_before") or {}).get("per_item") or not base.get("accuracy", {}).get("per_item"):
+        return {"learned": False, "text": "the fp32 gate trial has no per-item record before and after training"}
+    g = analysis.gain(base["accuracy_before"]["per_item"], base["accuracy"]["per_item"])
+    steps = len(base.get("steps", []))
+    g["text"] = (f"fp32 {g['before']:.1%} -> {g['after']:.1%} on the same {g['n']} held-out items after {steps} GRPO "
+                 f"steps, gain {g['difference']:+.1%} [{g['ci95'][0]:+.1%}, {g['ci95'][1]:+.1%}] (paired 95%)"
+                 + ("" if g["learned"] else ": fp32 did not measurably learn in the gate's budget"))
+    return g
+
+
+def gate(candidates: list[dict], run_gate, max_gates: int, over_time=lambda: False, log=print):
+    """The quality gate over ``candidates`` (speed rows, the preferred first): the first whose precision pair
+    passes is chosen; fp32/fp32 needs no gate (it is the reference) and ends the walk. ``run_gate(pair, before)``
+    runs one gate trial; the fp32 one (``before`` True) runs first. When fp32 did not measurably learn, no candidate
+    is trained: each is inconclusive, none counts as passed, and the walk falls back to the first fp32/fp32
+    candidate. Returns (chosen row or None, verdicts per pair, gate rows per pair, the fp32 gain)."""
+    gates = {REFERENCE: run_gate(REFERENCE, True)}
+    base = baseline_gain(gates[REFERENCE])
+    log(f"  gate fp32 update / fp32 rollout: {base['text']}")
+    verdicts: dict = {}
+    for cand in candidates:
+        pair = _pair(cand)
+        if pair == REFERENCE:
+            fallback = [p for p, v in verdicts.items() if v["verdict"] == "inconclusive"]
+            text = ("fp32 update / fp32 rollout is the reference: " + base["text"] if base["learned"] else
+                    f"fp32 update / fp32 rollout as the fallback: the gate was inconclusive ({base['text']}), so "
+                    f"{'no reduced-precision pair counts as passed' if fallback else 'it is the only safe pair'}")
+            verdicts[pair] = {"passed": True, "verdict": "reference" if base["learned"] else "fallback",
+                              "text": text, "trial_id": gates[REFERENCE]["trial_id"], "baseline_gain": base}
+            return cand, verdicts, gates, base
+        if pair in verdicts:
+            continue
+        if not base["learned"]:
+            verdicts[pair] = {"passed": False, "verdict": "inconclusive",
+                              "text": f"inconclusive, not gated: {base['text']}"}
+        elif pair in gates or (len(gates) - 1 < max_gates and not over_time()):
+            if pair not in gates:
+                gates[pair] = run_gate(pair, False)
+            verdicts[pair] = _verdict(gates[pair], gates[REFERENCE])
+        else:
+            continue
+        log(f"  gate {pair[0]} update / {pair[1]} rollout: {verdicts[pair]['text']}")
+        if verdicts[pair]["passed"]:
+            return cand, verdicts, gates, base
+    return None, verdicts, gates, base
 
 
 def _ranked(rows) -> list[dict]:
@@ -256,37 +375,32 @@ def tune(opts: TuneOptions, progress=True, log=None) -> dict:
     log(f"search: coordinate descent over {', '.join(a for a in AXES_ORDER if a in axes)} on {opts.model}")
     best, best_row, record = coordinate_descent(start, axes, s.measure, s.over_time, log)
 
-    # Finalists: the two fastest points, measured again with twice the steps; the decision uses those numbers.
+    # Finalists: the two fastest points, measured again with twice the steps; the rank test on those decides.
     finalists = _ranked(list(s.rows.values()))[:2]
     confirmed = [s.measure(r["point"], 2 * opts.measured_steps, tag="tune-confirm") for r in finalists]
-    confirmed = _ranked(confirmed) + [r for r in _ranked(list(s.rows.values())) if r.get("tag") == "tune"
-                                      and r["point"] not in [c["point"] for c in confirmed]]
+    ordered, final = finalists_order(confirmed)
+    if final:
+        log(f"finalists: {final['text']}")
+    candidates = ordered + [r for r in _ranked(list(s.rows.values())) if r.get("tag") in ("tune", "tune remeasure")
+                            and r["point"] not in [c["point"] for c in ordered]]
 
-    # Quality gate, per precision pair, fastest candidates first.
+    # Quality gate, per precision pair, the preferred candidates first.
     gate_threads = best["threads"]
-    log(f"quality gate: tiny preset, {opts.quality_steps} GRPO steps, {opts.eval_n} held-out problems per pair")
-    gates = {("fp32", "fp32"): gate_trial(opts, ("fp32", "fp32"), gate_threads, store, mid, budget_mb)}
-    base_acc = gates[("fp32", "fp32")].get("accuracy")
-    max_gates = 2 if opts.quick else 4
-    chosen, verdicts = None, {}
-    for cand in confirmed:
-        pair = (cand["point"]["update_precision"], cand["point"]["rollout_precision"])
-        if pair not in gates:
-            if len(gates) - 1 >= max_gates or s.over_time():
-                continue
-            gates[pair] = gate_trial(opts, pair, gate_threads, store, mid, budget_mb)
-        verdicts[pair] = _verdict(gates[pair], base_acc, pair)
-        log(f"  gate {pair[0]} update / {pair[1]} rollout: {verdicts[pair]['text']}")
-        if verdicts[pair]["passed"]:
-            chosen = cand
-            break
+    log(f"quality gate: tiny preset, {opts.quality_steps} GRPO steps at lr {opts.gate_learning_rate:g}, batch "
+        f"{opts.gate_batch_size}, {opts.eval_n} held-out problems before (fp32, once) and after each pair")
+    chosen, verdicts, gates, base_gain = gate(
+        candidates, lambda pair, before: gate_trial(opts, pair, gate_threads, store, mid, budget_mb, before),
+        max_gates=2 if opts.quick else 4, over_time=s.over_time, log=log)
     if chosen is None:
-        raise TuneError("no configuration passed the quality gate and the fp32 baseline failed too: see the "
-                           f"failed trials in {store.path}")
-    speed_rows = [r for r in s.rows.values() if r.get("status") == "ok"]
+        raise TuneError("no configuration passed the quality gate and no fp32/fp32 speed trial succeeded to fall "
+                        f"back on: see the failed trials in {store.path}")
+    speed_rows = [r for r in s.rows.values() if r.get("status") == "ok" and not r.get("spec", {}).get("evaluate")]
     front = analysis.pareto_front([(analysis.samples_per_s(r), analysis.peak_rss_mb(r)) for r in speed_rows])
     rec = recommend.build(opts, profile, chosen, record, verdicts, gates, speed_rows, front, pruned, s.spent_s,
-                          time.perf_counter() - t_start, store.path, budget_mb)
+                          time.perf_counter() - t_start, store.path, budget_mb, final=final, gate_budget={
+                              "model": "tiny", "steps": opts.quality_steps, "learning_rate": opts.gate_learning_rate,
+                              "batch_size": opts.gate_batch_size, "eval_n": opts.eval_n,
+                              "fp32_gain": {k: base_gain.get(k) for k in ("difference", "ci95", "learned", "text")}})
     if opts.check_grid:
         rec["grid_check"] = grid_check(opts, axes, chosen, s.spent_s, store, mid, budget_mb, progress, log)
         # its own file too: a later plain tune rewrites tune.json, and this evidence should outlive it
@@ -330,20 +444,24 @@ def grid_check(opts, axes, chosen, search_s, store, mid, budget_mb, progress, lo
     return out
 
 
-def _verdict(row: dict, base_acc: dict | None, pair) -> dict:
+def _verdict(row: dict, base: dict) -> dict:
+    """A candidate pair's gate trial judged against the fp32 one (which carries the shared start's record)."""
+    tid = row["trial_id"]
     if row.get("status") != "ok":
-        return {"passed": False, "text": f"gate trial failed: {row.get('reason')}", "trial_id": row["trial_id"]}
-    if pair == ("fp32", "fp32"):
-        acc = row["accuracy"]["overall"]
-        return {"passed": True, "trial_id": row["trial_id"], "candidate": acc["accuracy"], "baseline": acc["accuracy"],
-                "difference": 0.0, "text": f"{acc['accuracy']:.1%} (this is the fp32 baseline)"}
-    if base_acc is None:
-        return {"passed": False, "text": "the fp32 baseline gate trial failed: nothing to compare with",
-                "trial_id": row["trial_id"]}
-    g = analysis.quality_gate(row["accuracy"], base_acc)
-    ci = g.get("ci95")
-    ci_text = f" [{ci[0]:+.1%}, {ci[1]:+.1%}]" if ci else ""
-    g["text"] = (f"{g['candidate']:.1%} vs fp32 {g['baseline']:.1%}: {g['difference']:+.1%}{ci_text} -> "
-                 f"{'passed' if g['passed'] else 'FAILED'} (limit -{g['tolerance']:.0%})")
-    g["trial_id"] = row["trial_id"]
+        return {"passed": False, "verdict": "failed", "text": f"FAILED: gate trial failed: {row.get('reason')}",
+                "trial_id": tid}
+    if row.get("model_cache_key") != base.get("model_cache_key"):
+        return {"passed": False, "verdict": "inconclusive", "trial_id": tid,
+                "text": f"inconclusive: trained from another build of the tiny preset ({row.get('model_cache_key')} "
+                        f"vs {base.get('model_cache_key')}), so not from the same start"}
+    if len(row["accuracy"].get("per_item", "")) != len(base["accuracy_before"]["per_item"]):
+        return {"passed": False, "verdict": "inconclusive", "trial_id": tid,
+                "text": "inconclusive: evaluated on other held-out items than the fp32 gate trial"}
+    g = analysis.quality_gate(row["accuracy"], base["accuracy"], base["accuracy_before"])
+    word = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconclusive"}[g["verdict"]]
+    g["text"] = (f"{word}: {g['candidate']:.1%} vs fp32 {g['baseline']:.1%} after the same training from "
+                 f"{g['before']:.1%} ({g['n']} held-out items); difference of gains {g['difference']:+.1%} "
+                 f"[{g['ci95'][0]:+.1%}, {g['ci95'][1]:+.1%}] (paired 95%, {g['discordance']:.1%} of items differ): "
+                 f"{g['why']}")
+    g["trial_id"] = tid
     return g

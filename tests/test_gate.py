@@ -1,0 +1,54 @@
+"""The quality gate: a non-inferiority test on the gain from the same start.
+
+(a) The verdict function on hand-made per-item records. (b) A real gate on the tiny preset (slow): fp32 must learn
+measurably in the gate's budget, a candidate whose rollouts come from a corrupted snapshot must be rejected, and a
+sound candidate (int8 rollout) must pass.
+"""
+
+import pytest
+
+from cpugrpo.runs.analysis import GATE_POINTS, gate_verdict
+
+
+def record(n: int, right: set[int]) -> str:
+    return "".join("1" if i in right else "0" for i in range(n))
+
+
+N = 2000
+START = set(range(900))                                    # 45.0% before training
+FP32 = (START - set(range(40))) | set(range(900, 1060))    # 40 lost, 160 gained: +6.0 points
+
+
+def test_non_inferior_candidate_passes():
+    # the candidate gained as much, on partly other items: 60 items differ each way from fp32's record
+    cand = (FP32 - set(range(100, 160))) | set(range(1100, 1160))
+    v = gate_verdict(record(N, START), record(N, FP32), record(N, cand))
+    assert v["verdict"] == "passed" and v["passed"]
+    assert v["difference"] == 0 and v["ci95"][0] > -GATE_POINTS and round(v["discordance"], 3) == 0.06
+    assert v["baseline_gain"]["learned"] and round(v["baseline_gain"]["difference"], 3) == 0.06
+
+
+def test_inferior_candidates_fail():
+    start, fp32 = record(N, START), record(N, FP32)
+    # learned nothing: its record is the start's (-6 points against fp32)
+    v = gate_verdict(start, fp32, start)
+    assert v["verdict"] == "failed" and not v["passed"] and v["ci95"][1] < 0
+    # 1.5 points behind: within 2 points on the point estimate (the old rule passed it), but a loss of 2 points is
+    # not ruled out by the interval
+    cand = FP32 - set(range(900, 930))
+    v = gate_verdict(start, fp32, record(N, cand))
+    assert round(v["difference"], 3) == -0.015 and v["ci95"][0] < -GATE_POINTS and v["verdict"] == "failed"
+
+
+def test_inconclusive_when_fp32_did_not_learn():
+    start = record(N, START)
+    flat = record(N, (START - set(range(30))) | set(range(900, 935)))  # +0.25 points: no measurable gain
+    for cand in (flat, start, record(N, FP32)):  # whatever the candidate did
+        v = gate_verdict(start, flat, cand)
+        assert v["verdict"] == "inconclusive" and not v["passed"]
+        assert "did not measurably learn" in v["why"] and v["baseline_gain"]["ci95"][0] <= 0
+
+
+def test_records_of_other_items_are_refused():
+    with pytest.raises(ValueError, match="same held-out items"):
+        gate_verdict("0101", "0111", "01")
