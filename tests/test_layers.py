@@ -41,9 +41,12 @@ def imports_of(path: Path, root: Path = PACKAGE) -> set[str]:
                 target = node.module or ""
             if target.split(".")[0] != root.name:
                 continue
-            # "from pkg import mod" imports the module pkg.mod when it exists
-            subs = [f"{target}.{a.name}" for a in node.names
-                    if (root.parent / Path(*f"{target}.{a.name}".split("."))).with_suffix(".py").exists()]
+            # "from pkg import mod" imports the module (or subpackage) pkg.mod when it exists
+            def exists(dotted):
+                path = root.parent / Path(*dotted.split("."))
+                return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+            subs = [f"{target}.{a.name}" for a in node.names if exists(f"{target}.{a.name}")]
             out |= set(subs) or {target}
     return out - {name}
 
@@ -141,6 +144,19 @@ def test_checker_catches_an_upward_import(fake_package):
     bad = upward_imports(graph(fake_package))
     assert len(bad) == 1 and "cpugrpo.train.trainer (train) imports cpugrpo.report.page (report)" in bad[0]
     assert cycles(graph(fake_package)) == [["cpugrpo.report.page", "cpugrpo.train.trainer"]]
+
+
+def test_checker_catches_an_upward_import_of_a_whole_subpackage(fake_package):
+    (fake_package / "train" / "trainer.py").write_text("from .. import report\n")
+    bad = upward_imports(graph(fake_package))
+    assert len(bad) == 1 and "imports cpugrpo.report (report)" in bad[0]
+
+
+def test_no_module_is_imported_by_name_at_run_time():
+    """importlib / __import__ would hide a dependency from the checks above."""
+    hits = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+            if "import_module(" in p.read_text(encoding="utf-8") or "__import__(" in p.read_text(encoding="utf-8")]
+    assert not hits, hits
 
 
 def test_checker_catches_a_cycle_inside_a_layer(fake_package):

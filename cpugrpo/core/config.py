@@ -48,7 +48,7 @@ class TrainConfig:
     optimizer: str = knob("adamw_torch_fused", "optimizer: fused AdamW (transformers' default), foreach AdamW, or "
                           "Adafactor (factored second moments, less optimizer memory)", choices=OPTIMIZERS,
                           identity=True, before="adamw_torch_fused")
-    temperature: float = knob(1.0, "sampling temperature of the rollouts")
+    temperature: float = knob(1.0, "sampling temperature of the rollouts", workload=True)
     seed: int = knob(0, "seed for data, sampling and the tiny preset", workload=True)
     update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16)",
                                  choices=UPDATE_PRECISIONS, axis=2, needs={"bf16-autocast": "bf16", "bf16": "bf16"},
@@ -70,9 +70,9 @@ class TrainConfig:
     adaptive_batch: bool = knob(False, "choose the largest batch whose estimated peak memory fits the budget")
     eval_n: int = knob(600, "held-out problems evaluated before and after")
     eval_precision: str = knob("fp32", "precision of the evaluating model", choices=ROLLOUT_PRECISIONS)
-    data: str | None = knob(None, "GSM8K-format jsonl file to train on instead of synthetic problems")
+    data: str | None = knob(None, "GSM8K-format jsonl file to train on instead of synthetic problems", workload=True)
     difficulties: tuple[str, ...] = knob(DIFFICULTIES, "difficulty levels to train on", flag=None,
-                                         choices=DIFFICULTIES)
+                                         choices=DIFFICULTIES, workload=True)
 
     def __post_init__(self):
         def need(cond, msg):

@@ -125,12 +125,13 @@ def run_probes(thread_counts: list[int], n: int = 1024, repeats: int = 5, bw_mb:
     return {"results": results, "effective": effective_settings(), "n": n, "repeats": repeats}
 
 
-def peak(probes: dict, kind: str, threads: int | None = None) -> float | None:
-    """Median GFLOP/s (or GB/s for 'bandwidth') at ``threads`` (default: the most threads measured)."""
+def peak(probes: dict, kind: str, threads: int | None = None, stat: str = "median") -> float | None:
+    """GFLOP/s (or GB/s for 'bandwidth') at ``threads`` (default: the most threads measured): the median over the
+    probe's samples, or ``stat="max"``, the best sample (the ceiling a utilisation is measured against)."""
     rows = [r for r in probes.get("results", []) if r["probe"] == kind and "unsupported" not in r]
     if threads is not None:
         rows = [r for r in rows if r["threads"] == threads]
     if not rows:
         return None
     r = max(rows, key=lambda r: r["threads"])
-    return (r.get("gflops") or r.get("gbps"))["median"]
+    return (r.get("gflops") or r.get("gbps"))[stat]

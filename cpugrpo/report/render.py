@@ -20,10 +20,10 @@ def read_json(path: Path):
         raise ResultsError(f"{path} is not valid JSON ({e}): re-create it") from None
 
 
-def probe_peak(probes, kind, threads):
+def probe_peak(probes, kind, threads, stat: str = "median"):
     from ..hw.probes import peak
 
-    return (peak(probes, kind, threads) or peak(probes, kind)) if probes else None
+    return (peak(probes, kind, threads, stat) or peak(probes, kind, None, stat)) if probes else None
 
 
 def figure_png(fig) -> bytes:

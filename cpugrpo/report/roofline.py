@@ -2,7 +2,8 @@
 
 Pure functions over the tidy trials frame (results.py) and probes.json:
 
-- **MFU** = executed update FLOP/s / measured GEMM peak at the update's precision and thread count. The FLOPs are
+- **MFU** = executed update FLOP/s / the best GEMM probe sample at the thread count, of the fastest dtype the update
+  runs (fp32; and bf16 for bf16 updates, whose LM-head gradients still run in fp32). The FLOPs are
   the ones the update executed, counted by train/flops.py from the shapes the trainer recorded every step (shared
   prefix: each distinct prompt once; padding included, since it is computed; backward; recomputation under gradient
   checkpointing; the LM head at the model's real vocabulary over the scored tokens), never a formula that assumes a
@@ -69,8 +70,12 @@ def roofline_rows(df, probes, llc_bytes: float | None = None) -> tuple[list[dict
     out = []
     for _, r in flops_s.iterrows():
         threads = None if (isinstance(r.threads, float) and math.isnan(r.threads)) else r.threads
-        prec = "bf16" if str(r.update_precision).startswith("bf16") else "fp32"
-        peak = probe_peak(probes, prec, threads)
+        # the ceiling: the best probe sample of the fastest dtype the update runs (a bf16 update still runs the LM
+        # head's gradient GEMMs in fp32, so its work is split between dtypes and the faster one bounds it)
+        dtypes = ["fp32"] + (["bf16"] if "bf16" in str(r.update_precision) or
+                             (r.get("beta", 0) and "bf16" in str(r.get("ref_precision", ""))) else [])
+        peaks = [p for p in (probe_peak(probes, d, threads, "max") for d in dtypes) if p]
+        peak = max(peaks) if peaks else None
         bw = probe_peak(probes, "bandwidth", threads)
         k = r.key
         row = {"label": label(r), **{c: r[c] for c in KNOBS}, "key": k, "n_trials": int(r.n_trials),

@@ -155,7 +155,8 @@ def generate(n: int, difficulty: str, split: str = "train", seed: int = 0) -> li
     while len(out) < n:
         tries += 1
         if tries > 200 * n + 10_000:
-            raise ValueError(f"cannot draw {n} distinct {difficulty} problems for split {split!r}: ask for fewer")
+            raise DataError(f"cannot draw {n} distinct {difficulty} problems for split {split!r}: ask for fewer "
+                            f"(--n / --eval-n)")
         p = _MAKERS[difficulty](rng)
         if p.question in seen or split_of(p.question) != split:
             continue

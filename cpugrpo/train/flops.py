@@ -8,11 +8,14 @@ never from a formula that assumes a code path:
   the new ones) executes, per layer, the q/k/v/o projections and the gated MLP on ``rows * q_len`` tokens (2 FLOPs per
   multiply-add) and the attention products QK^T and AV over the full ``q_len x kv_len`` rectangle, since SDPA with a
   padding mask computes every entry of it;
-- the LM head runs only where a label is scored: TRL's fused head (and the shared-prefix path, which uses it) projects
-  the positions whose label is not -100, so ``scored`` tokens x hidden x vocab, at the model's real vocabulary;
+- the LM head, at the model's real vocabulary: TRL's fused head (trl.trainer.utils.add_fused_lm_head, also used by
+  the shared-prefix path) projects only the scored positions on Triton devices, but on CPU it projects *every*
+  position it is given, padding included (TRL's path: rows x (width - 1); the shared prefix's completion pass: rows x
+  its new positions), so ``head`` counts those positions x hidden x vocab;
 - a forward run with gradients enabled is followed by its backward: 2x the forward's matmul FLOPs (input and weight
-  gradients); with gradient checkpointing the forward is run once more inside the backward (executed work, so MFU
-  here is what some call hardware FLOPs utilisation);
+  gradients) for the backbone, 3x for the head (its chunked kernel recomputes each tile's logits, then runs the two
+  gradient GEMMs); with gradient checkpointing the backbone's forward runs once more inside the backward (the head is
+  not checkpointed). This is executed work, so MFU here is what some call hardware FLOPs utilisation;
 - the shared-prompt update (prefix.py) records two forwards: each distinct prompt's prefix once, then every row's
   completion against the cached prefix; TRL's path records one forward over prompt + completion per row.
 
@@ -61,43 +64,44 @@ def linear_flops_per_token(d: Dims) -> int:
     return 2 * d.layers * per_layer
 
 
-def forward_flops(d: Dims, rows: int, q_len: int, kv_len: int, scored: int) -> dict:
-    """Forward FLOPs of one model call, by part.
+def forward_flops(d: Dims, rows: int, q_len: int, kv_len: int, head: int) -> dict:
+    """Forward FLOPs of one model call, by part (``head``: positions the LM head projects).
 
-    >>> f = forward_flops(Dims(1, 4, 2, 1, 2, 8, 10), rows=3, q_len=5, kv_len=7, scored=6)
+    >>> f = forward_flops(Dims(1, 4, 2, 1, 2, 8, 10), rows=3, q_len=5, kv_len=7, head=6)
     >>> f["linear"], f["attention"], f["head"], f["total"]
     (4320, 1680, 480, 6480)
     """
     linear = rows * q_len * linear_flops_per_token(d)
     attention = 2 * 2 * d.layers * rows * d.heads * q_len * kv_len * d.head_dim  # QK^T and AV
-    head = 2 * scored * d.hidden * d.vocab
-    return {"linear": linear, "attention": attention, "head": head, "total": linear + attention + head}
+    head_flops = 2 * head * d.hidden * d.vocab
+    return {"linear": linear, "attention": attention, "head": head_flops, "total": linear + attention + head_flops}
 
 
 def executed_flops(d: Dims, work: list[dict], checkpointing: bool = False) -> dict:
-    """FLOPs of the forwards in ``work`` plus the backward of those run with gradients (and the recomputed forward
-    under gradient checkpointing). ``work`` entries: rows, q_len, kv_len, scored, grad, and ``used="kv"`` for a
+    """FLOPs of the forwards in ``work`` plus the backward of those run with gradients (and the backbone's recomputed
+    forward under gradient checkpointing). ``work`` entries: rows, q_len, kv_len, head, grad, and ``used="kv"`` for a
     forward whose only used outputs are its KV cache (the shared prefix): autograd then skips the last layer's
     backward except its k and v projections.
 
     >>> d = Dims(1, 4, 2, 1, 2, 8, 10)
-    >>> w = [dict(rows=3, q_len=5, kv_len=7, scored=6, grad=True), dict(rows=3, q_len=5, kv_len=7, scored=6)]
+    >>> w = [dict(rows=3, q_len=5, kv_len=7, head=6, grad=True), dict(rows=3, q_len=5, kv_len=7, head=6)]
     >>> executed_flops(d, w)["total"], executed_flops(d, w, checkpointing=True)["total"]
-    (25920, 32400)
+    (26400, 32400)
     """
     out = {"forward": 0, "backward": 0, "recompute": 0}
     for w in work:
-        f = forward_flops(d, w["rows"], w["q_len"], w["kv_len"], w["scored"])
+        f = forward_flops(d, w["rows"], w["q_len"], w["kv_len"], w["head"])
         out["forward"] += f["total"]
         if not w.get("grad"):
             continue
-        back = f["total"]
+        body = f["linear"] + f["attention"]
+        back = 2 * body
         if w.get("used") == "kv":  # layers 0..L-2 in full, the last layer's k and v projections only
             kv = 2 * w["rows"] * w["q_len"] * 2 * d.hidden * d.kv_heads * d.head_dim
-            back = (f["linear"] + f["attention"]) * (d.layers - 1) / d.layers + kv
-        out["backward"] += 2 * back
+            back = 2 * (body * (d.layers - 1) / d.layers + kv)
+        out["backward"] += back + 3 * f["head"]
         if checkpointing:
-            out["recompute"] += f["total"]
+            out["recompute"] += body
     out["total"] = out["forward"] + out["backward"] + out["recompute"]
     return out
 

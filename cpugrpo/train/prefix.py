@@ -56,9 +56,9 @@ def shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep: int, c
                 shift_labels=labels, fused_lm_head=True)
     if work is not None:
         grad = torch.is_grad_enabled()
-        work.append({"rows": unique.size(0), "q_len": prefix, "kv_len": prefix, "scored": 0, "grad": grad,
+        work.append({"rows": unique.size(0), "q_len": prefix, "kv_len": prefix, "head": 0, "grad": grad,
                      "used": "kv"})
         work.append({"rows": n_rows, "q_len": width - prefix - 1, "kv_len": width - 1, "grad": grad,
-                     "scored": int((labels != -100).sum())})
+                     "head": n_rows * (width - prefix - 1)})  # the fused head projects every position on CPU
     return out.log_probs, (out.entropy if compute_entropy else None)
 

@@ -145,8 +145,9 @@ def make_trainer_class():
                 if out is not None:
                     return out[0], out[1], None
             rows, width = input_ids.shape  # TRL's path: prompt + completion per row, the completion scored
+            # TRL's fused LM head projects every shifted position on CPU (all of them, padding included)
             work.append({"rows": rows, "q_len": width, "kv_len": width, "grad": torch.is_grad_enabled(),
-                         "scored": int(attention_mask[:, -logits_to_keep:].sum())})
+                         "head": rows * (width - 1)})
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **mm)
@@ -178,6 +179,7 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
     class StepTimer(TrainerCallback):
         trainer = None
         dims = None
+        weight_bytes = None
 
         def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
@@ -193,6 +195,8 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
             if self.dims is None:
                 self.dims = Dims.of(self.trainer.accelerator.unwrap_model(self.trainer.model).config)
             snapshot = getattr(self.trainer.rollout_model, "module", None)
+            if self.weight_bytes is None and snapshot is not None:  # same shapes every refresh: count once
+                self.weight_bytes = decode_weight_bytes(snapshot)
             records.append(StepMeasurement(
                 step=state.global_step, wall_s=wall, rollout_s=ph["rollout"], scoring_s=ph["scoring"],
                 update_s=max(0.0, wall - ph["rollout"] - ph["scoring"]), completions=int(ph["completions"]),
@@ -200,7 +204,7 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
                 rollout_refresh_s=ph["refresh"], metrics={"extra_loss": ph["extra_loss"]},
                 update_flops=float(executed_flops(self.dims, ph["work"], cfg.gradient_checkpointing)["total"]),
                 prompt_width=int(ph["prompt_width"]), decode_steps=int(ph["decode_steps"]),
-                decode_weight_bytes=decode_weight_bytes(snapshot) if snapshot is not None else 0))
+                decode_weight_bytes=self.weight_bytes or 0))
             if bar is not None:
                 bar.update(1)
             if on_step is not None:
