@@ -52,3 +52,54 @@ def test_inconclusive_when_fp32_did_not_learn():
 def test_records_of_other_items_are_refused():
     with pytest.raises(ValueError, match="same held-out items"):
         gate_verdict("0101", "0111", "01")
+
+
+def _trained_in_process(cfg, stale_rollouts: bool, monkeypatch) -> dict:
+    """The gate's training and evaluation in this process (a gate trial's row, as far as the verdict reads it), so
+    the rollout snapshot can be broken: with ``stale_rollouts`` it is never refreshed after its first use, and the
+    policy trains on completions of the starting weights."""
+    import tempfile
+
+    from cpugrpo.train import evaluate, models, rollout
+    from cpugrpo.train.trainer import run_grpo
+
+    if stale_rollouts:
+        refresh = rollout.RolloutModel.refresh
+
+        def once(self):
+            if getattr(self, "_refreshed_once", False):
+                self.refresh_seconds = 0.0
+                return
+            refresh(self)
+            self._refreshed_once = True
+
+        monkeypatch.setattr(rollout.RolloutModel, "refresh", once)
+    loaded = models.load(cfg.model, seed=cfg.seed, progress=False)
+    with tempfile.TemporaryDirectory() as out:
+        run_grpo(cfg, loaded.model, loaded.tokenizer, out, progress=False)
+    monkeypatch.undo()
+    acc = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed, precision=cfg.eval_precision,
+                            progress=False, max_new_tokens=cfg.max_completion_length)
+    return {"status": "ok", "trial_id": "in-process", "model_cache_key": loaded.cache_key,
+            "accuracy": {"per_item": "".join("1" if f else "0" for f in acc.per_item)}}
+
+
+@pytest.mark.slow
+def test_gate_on_tiny_rejects_a_broken_candidate_and_passes_a_sound_one(tmp_path, monkeypatch):
+    """The tuner's own gate trials (fp32 with the start evaluated, int8 rollout), each in its own process, and a
+    broken candidate trained in this process at the same budget: fp32 must learn measurably, int8 rollout must pass,
+    and stale rollouts must fail."""
+    from cpugrpo.core.store import TrialStore
+    from cpugrpo.runs.tune import REFERENCE, TuneOptions, _verdict, baseline_gain, gate_config, gate_trial
+
+    opts = TuneOptions()
+    store = TrialStore(tmp_path / "trials.jsonl")
+    ref = gate_trial(opts, REFERENCE, None, store, "test", None, before=True)
+    assert ref["status"] == "ok", ref.get("reason")
+    base = baseline_gain(ref)
+    assert base["learned"], base["text"]
+    sound = _verdict(gate_trial(opts, ("fp32", "int8"), None, store, "test", None), ref)
+    assert sound["verdict"] == "passed", sound["text"]
+    broken = _verdict(_trained_in_process(gate_config(opts, REFERENCE, None), True, monkeypatch), ref)
+    assert broken["verdict"] == "failed", broken["text"]
+    assert broken["difference"] < sound["difference"]

@@ -262,16 +262,21 @@ def _range(row: dict) -> list | None:
 REFERENCE = ("fp32", "fp32")  # (update precision, rollout precision) every candidate pair is gated against
 
 
-def gate_trial(opts: TuneOptions, pair: tuple[str, str], threads: int, store, machine_id, budget_mb,
+def gate_config(opts: TuneOptions, pair: tuple[str, str], threads: int | None) -> TrainConfig:
+    """The gate's training run for ``pair``: the tiny preset, the gate's budget, everything else at its default."""
+    return TrainConfig(model="tiny", threads=threads, update_precision=pair[0], rollout_precision=pair[1],
+                       eval_n=opts.eval_n, max_completion_length=opts.max_completion_length,
+                       learning_rate=opts.gate_learning_rate, batch_size=opts.gate_batch_size,
+                       num_generations=opts.num_generations, steps=opts.quality_steps)
+
+
+def gate_trial(opts: TuneOptions, pair: tuple[str, str], threads: int | None, store, machine_id, budget_mb,
                before: bool = False) -> dict:
     """Train the tiny preset the gate's budget at ``pair``'s precisions and evaluate it on the gate's held-out items
     (``before``: also before training, the start every pair shares). Tagged "tune-gate": not a speed trial."""
     from .trial import TrialSpec, run_trial
 
-    cfg = TrainConfig(model="tiny", threads=threads, update_precision=pair[0], rollout_precision=pair[1],
-                      eval_n=opts.eval_n, max_completion_length=opts.max_completion_length,
-                      learning_rate=opts.gate_learning_rate, batch_size=opts.gate_batch_size,
-                      num_generations=opts.num_generations)
+    cfg = gate_config(opts, pair, threads)
     spec = TrialSpec(config=cfg.to_dict(), measured_steps=opts.quality_steps - 1, evaluate=True,
                      evaluate_before=before, tag="tune-gate", memory_limit_mb=budget_mb, timeout_s=1800)
     row = run_trial(spec, machine_id)
