@@ -5,10 +5,12 @@ from pathlib import Path
 
 
 def trial_row(i, threads=2, prompts=4, rollout="fp32", update="fp32", sps=50.0, rss=1000.0, status="ok",
-              machine="m1", tag="sweep", accuracy=None, model="tiny"):
+              machine="m1", tag="sweep", accuracy=None, model="tiny", prefix=None):
     cfg = {"model": model, "threads": threads, "batch_size": prompts * 8, "num_generations": 8,
            "max_completion_length": 48, "update_precision": update, "rollout_precision": rollout,
            "gradient_checkpointing": False, "beta": 0.0, "eval_precision": "fp32"}
+    if prefix is not None:  # rows without it ran before the shared-prefix knob existed (off)
+        cfg["shared_prefix"] = prefix
     row = {"trial_id": f"t{i}", "key": f"k{i}", "tag": tag, "machine_id": machine, "status": status,
            "started_at": 1795264252 + i, "config": cfg}
     if status != "ok":

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..core.options import normalize, plain_name
-from . import plots
+from . import configs, plots
 from .machine import ReportError
-from .render import figure_png, html_table, md_table, probe_peak, read_json
+from .render import CSS, figure_png, html_table, inline, md_table, probe_peak, read_json
 
 CONFIG = list(plots.KNOBS)  # every knob: configurations differing in any one are different rows
 
@@ -111,10 +111,12 @@ def render_figure(t, machines: dict, reference: str):
     title = "Same configurations across machines"
     if t.empty:
         return plots.missing(title, "no configuration was measured on the reference and another machine")
-    fig, (a1, a2) = plots._fig(title, size=(11, 0.5 * len(t) + 3), ncols=2)
-    labels = [f"{r.model} {r.threads}t {r.prompts_per_step}p upd {r.update_precision} roll {r.rollout_precision}"
-              f"{' shared prefix' if r.shared_prefix else ''}{' ckpt' if r.gradient_checkpointing else ''}"
-              for r in t.itertuples()]
+    labels, fixed = configs.row_labels(t[CONFIG])  # every knob that differs between the rows; the rest in a line
+    labels = [configs.wrap(lab, 2.4, 7) for lab in labels]
+    fig, (a1, a2) = plots._fig(title, size=(11, 0.5 * len(t) + 3.4), ncols=2)
+    if fixed:
+        fig.text(0.5, 1 - 0.62 / (0.5 * len(t) + 3.4), configs.wrap("every row: " + fixed, 11, 8), ha="center",
+                 va="top", fontsize=8)
     n = len(machines)
     h = 0.8 / n
     colors = {mid: f"C{i}" for i, mid in enumerate(machines)}
@@ -133,10 +135,24 @@ def render_figure(t, machines: dict, reference: str):
                 height=0.8 / max(1, len(others)), label=_short(mid, machines), color=colors[mid])
     a2.axvline(1.0, color="grey", lw=0.8)
     a2.set_yticks([])
-    a2.set_xlabel(f"ratio to {_short(reference, machines)} (no bar: not measured there)")
+    a2.set_xlabel(f"ratio to {_short(reference, machines)} (no bar: not measured)")
     a2.legend(fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / (0.5 * len(t) + 3.4)))
     return fig
+
+
+def display(t):
+    """The table as a reader sees it (pure): a column per knob that differs between the rows, headed by its label,
+    values in words (on/off, whole numbers), numbers to 3 decimals, "not measured" for gaps; and the knobs every
+    row shares, as one line of text."""
+    import pandas as pd
+
+    vary, fixed = configs.split(t[CONFIG])
+    out = pd.DataFrame({configs.header(c): [configs.value(c, v) for v in t[c]] for c in vary})
+    for c in t.columns:
+        if c not in CONFIG:
+            out[c] = ["not measured" if v != v else f"{v:.3f}" for v in t[c]]
+    return out, configs.fixed_text(fixed)
 
 
 def _short(mid: str, machines: dict) -> str:
@@ -153,8 +169,9 @@ def render_markdown(machines, t, reference, png_name) -> str:
     if t.empty:
         out.append("None: run the same sweep on each machine.")
     else:
-        out.append(md_table([tuple(("not measured" if v != v else f"{v:.3f}") if isinstance(v, float) else v for v in r)
-                              for r in t.itertuples(index=False)], list(t.columns)))
+        shown, fixed = display(t)
+        out += [f"Every row: {fixed}.", ""] if fixed else []
+        out.append(md_table(list(shown.itertuples(index=False)), list(shown.columns)))
     return "\n".join(out) + "\n"
 
 
@@ -162,19 +179,21 @@ def render_html(machines, t, reference, png: bytes) -> str:
     import base64
 
     e = html.escape
+    shown, fixed = display(t) if not t.empty else (t, "")
     body = [f"<h1>cpugrpo comparison</h1><p>Reference machine: <code>{e(reference)}</code>. Ratios are machine / "
             "reference of median samples/s, from the numbers in the table.</p>",
             "<h2>Hardware</h2>" + html_table(hardware_rows(machines), HW_HEADER),
             "<img alt='comparison' style='max-width:100%' "
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>",
             "<h2>Configurations measured on the reference and at least one other machine</h2>" +
-            (t.to_html(index=False, escape=True, na_rep="not measured", float_format=lambda v: f"{v:.3f}")
-             if not t.empty else
-             "<p>None: run the same sweep on each machine.</p>")]
+            ((f"<p>{inline('Every row: ' + fixed + '.')}</p>" if fixed else "")
+             + f"<div class='scroll'>{html_table(list(shown.itertuples(index=False)), list(shown.columns))}</div>"
+             if not t.empty else "<p>None: run the same sweep on each machine.</p>")]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>cpugrpo comparison</title><style>"
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
             "table{border-collapse:collapse;font-size:13px}"
-            "td,th{border:1px solid #ccc;padding:3px 7px}</style></head><body>" + "\n".join(body) + "</body></html>")
+            "td,th{border:1px solid #ccc;padding:3px 7px}" + CSS + "</style></head><body>" + "\n".join(body)
+            + "</body></html>")
 
 
 def write_compare(ids: list[str], reference: str | None = None, name: str | None = None, profiles_dir="profiles",

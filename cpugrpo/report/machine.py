@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ..core.errors import CpugrpoError
 from ..core.options import plain_name
-from . import plots
-from .render import figure_png, html_table, md_table, probe_peak, read_json
+from . import configs, plots
+from .render import CSS, figure_png, html_table, inline, md_table, probe_peak, read_json, reason_parts
 from .results import ResultsError
 from .roofline import FIELDS, check, llc_bytes, roofline_rows
 
@@ -150,30 +150,37 @@ CAPTIONS = {
 
 
 def trials_table(df):
-    """The newest ok row per configuration, fastest first, plus failed trials with their reasons (pure)."""
+    """One row per configuration (median over its trials, the newest trial's id), fastest first, then failed trials
+    with their reasons (pure). A column per knob whose value differs between the rows, headed by the knob's label;
+    the knobs every row shares are in ``attrs["fixed"]`` (one line of text), and columns that would be empty in
+    every row (noisy, failure) are left out."""
     import pandas as pd
 
     if df is None or df.empty:
         return pd.DataFrame()
     s = plots.wide(df, "trial.samples_per_s")
-    m = plots.wide(df, "trial.peak_rss_mb").set_index("key").value
-    s = s.copy()
-    cols = ["trial_id", "model", "threads", "prompts_per_step", "update_precision", "rollout_precision",
-            "gradient_checkpointing"]
-    t = s[cols].copy()
-    t["samples/s (median)"] = s.value.round(2)  # median over the configuration's trials
-    t["min..max"] = [f"{a:.2f}..{b:.2f}" for a, b in zip(s.ci_low, s.ci_high)]
-    t["peak RSS MiB"] = [round(m.get(k, float("nan"))) for k in s.key]
-    t["trials"] = s.n_trials
-    t["noisy"] = s.noisy.map({True: "yes", False: ""})
-    t = t.sort_values("samples/s (median)", ascending=False)
+    m = plots.wide(df, "trial.peak_rss_mb")
+    m = m.set_index("key").value if not m.empty else {}
     failed = df[df.status.isin(["failed", "skipped"])]
-    if not failed.empty:
-        f = failed[cols].copy()
-        f["samples/s (median)"] = float("nan")
-        f["min..max"] = [f"{st}: {str(r)[:80]}" for st, r in zip(failed.status, failed.reason)]
-        t = pd.concat([t, f])
-    return t.reset_index(drop=True)
+    cols = ["trial_id", *plots.KNOBS, "value", "ci_low", "ci_high", "key", "n_trials", "noisy", "status", "reason"]
+    rows = pd.concat([s.sort_values("value", ascending=False).reindex(columns=cols), failed.reindex(columns=cols)],
+                     ignore_index=True)
+    vary, fixed = configs.split(rows)
+    t = pd.DataFrame({"trial": rows.trial_id})
+    for c in vary:
+        t[configs.header(c)] = [configs.value(c, v) for v in rows[c]]
+    ok = list(rows.value.notna())
+    t["samples/s (median)"] = [f"{v:.2f}" if o else "" for v, o in zip(rows.value, ok)]
+    t["min..max"] = [f"{a:.2f}..{b:.2f}" if o else "" for a, b, o in zip(rows.ci_low, rows.ci_high, ok)]
+    t["peak RSS MiB"] = [f"{m.get(k, float('nan')):.0f}" if o else "" for k, o in zip(rows.key, ok)]
+    t["trials"] = [f"{n:.0f}" if o else "" for n, o in zip(rows.n_trials, ok)]
+    noisy = [bool(n) and n == n and o for n, o in zip(rows.noisy, ok)]
+    if any(noisy):
+        t["noisy"] = ["yes" if n else "" for n in noisy]
+    if not all(ok):
+        t["failure"] = ["" if o else f"{st}: {str(r)[:80]}" for st, r, o in zip(rows.status, rows.reason, ok)]
+    t.attrs["fixed"] = configs.fixed_text(fixed)
+    return t
 
 
 def _hardware_rows(p: dict, probes: dict | None) -> list[tuple[str, str]]:
@@ -181,7 +188,7 @@ def _hardware_rows(p: dict, probes: dict | None) -> list[tuple[str, str]]:
             ("microarchitecture", p.get("microarch")), ("ISA class", p.get("isa_class")),
             ("usable CPUs", f"{p.get('n_usable')} of {p.get('logical_cpus')} logical ({p.get('physical_cores')} "
                             f"physical)"),
-            ("caches L1d/L2/L3 (KiB)", f"{p.get('l1d_kb')}/{p.get('l2_kb')}/{p.get('l3_kb')}"),
+            ("caches L1d / L2 / L3", " / ".join(_size_kib(p.get(k)) for k in ("l1d_kb", "l2_kb", "l3_kb"))),
             ("RAM (GiB)", p.get("ram_total_gb")), ("NUMA nodes", len(p.get("numa_nodes") or {}) or "unknown"),
             ("torch", (p.get("torch") or {}).get("version")),
             ("emulated", json.dumps(p.get("emulated")) if p.get("emulated") else "no (real hardware)")]
@@ -193,21 +200,75 @@ def _hardware_rows(p: dict, probes: dict | None) -> list[tuple[str, str]]:
     return [(k, str(v)) for k, v in rows]
 
 
+def _size_kib(kb) -> str:
+    """A cache size given in KiB as a reader writes it: whole KiB, or whole MiB from 1 MiB up where exact.
+
+    >>> _size_kib(48.0), _size_kib(2048.0), _size_kib(266240.0), _size_kib(1280.0), _size_kib(None)
+    ('48 KiB', '2 MiB', '260 MiB', '1280 KiB', 'unknown')
+    """
+    if kb is None:
+        return "unknown"
+    kb = float(kb)
+    return f"{kb / 1024:.0f} MiB" if kb >= 1024 and kb % 1024 == 0 else f"{kb:.0f} KiB"
+
+
 def _df_rows(t):
     return [tuple("" if (isinstance(v, float) and v != v) else v for v in r) for r in t.itertuples(index=False)]
 
 
-def _recommendation_lines(tune: dict | None) -> list[str]:
+def _settings(train: dict) -> str:
+    """Every knob of a trial's identity as ``cpugrpo train --config`` runs it: the file's ``[train]`` value, else
+    the default (said), then any other key the file sets."""
+    from ..core.config import IDENTITY_KEYS, KNOBS, TrainConfig
+
+    default = TrainConfig()
+    keys = list(IDENTITY_KEYS) + [k for k in train if k not in IDENTITY_KEYS]
+    return ", ".join(f"{KNOBS[k].text(k) if k in KNOBS else k} {configs.value(k, train[k])}" if k in train else
+                     f"{KNOBS[k].text(k)} {configs.value(k, getattr(default, k))} (default)" for k in keys)
+
+
+def _recommendation(tune: dict | None) -> list[tuple[str, list[str], list[str]]]:
+    """The recommendation as list entries: (text, sub-items, trial ids); reasons broken into their values."""
     if not tune:
-        return ["No recommendation yet: run `cpugrpo tune` on this machine."]
+        return [("No recommendation yet: run `cpugrpo tune` on this machine.", [], [])]
+    from ..core.config import KNOBS
+
     ev = tune["evidence"]
-    lines = ["Use: `cpugrpo train --config profiles/" + ev["machine_id"] + "/recommended.toml`",
-             "Settings: " + ", ".join(f"{k} = {v}" for k, v in tune["train"].items()),
-             f"Measured {ev['samples_per_s']:.1f} samples/s (range {ev['samples_per_s_range'][0]:.1f}-"
-             f"{ev['samples_per_s_range'][1]:.1f}), peak RSS {ev['peak_rss_mb']:.0f} MiB (trial {ev['trial_id']}, "
-             f"{ev['mode']} tune, {ev['tuned_at']})."]
-    lines += [f"{k}: {v}" for k, v in tune["reasons"].items()]
+    lines = [("Use: `cpugrpo train --config profiles/" + ev["machine_id"] + "/recommended.toml`", [], []),
+             ("Settings (the file's `[train]`; knobs it leaves out run at their defaults): "
+              + _settings(tune["train"]), [], []),
+             (f"Measured {ev['samples_per_s']:.1f} samples/s (range {ev['samples_per_s_range'][0]:.1f}-"
+              f"{ev['samples_per_s_range'][1]:.1f}), peak RSS {ev['peak_rss_mb']:.0f} MiB ({ev['mode']} tune, "
+              f"{ev['tuned_at']})", [], [ev["trial_id"]])]
+    for k, v in tune["reasons"].items():
+        lead, items, trials = reason_parts(v)
+        lines.append((f"{KNOBS[k].text(k) if k in KNOBS else k.replace('_', ' ')}: {lead}", items, trials))
     return lines
+
+
+def _recommendation_md(tune) -> list[str]:
+    out = []
+    for text, items, trials in _recommendation(tune):
+        out += [f"- {text}"] + [f"  - {x}" for x in items]
+        out += [f"  - trial{'s' if len(trials) > 1 else ''}: {', '.join(trials)}"] if trials else []
+    return out
+
+
+def _recommendation_html(tune) -> str:
+    out = []
+    for text, items, trials in _recommendation(tune):
+        sub = "".join(f"<li>{inline(x)}</li>" for x in items)
+        ids = (f" <span class='id'>(trial{'s' if len(trials) > 1 else ''} {html.escape(', '.join(trials))})</span>"
+               if trials else "")
+        out.append(f"<li>{inline(text)}{ids}" + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
+    return "<ul>" + "".join(out) + "</ul>"
+
+
+def _recommended_trial_line(data) -> str:
+    """The recommended trial and every knob of its configuration, in words."""
+    key = _recommended_key(data)
+    tid = ((data.get("tune") or {}).get("evidence") or {}).get("trial_id")
+    return f"Trial {tid}: {configs.describe(key)}." if key else f"Trial {tid}."
 
 
 BASELINE_TITLE = "Against TRL's GRPOTrainer"
@@ -274,19 +335,21 @@ def render_markdown(data: dict, figure_files: dict) -> str:
     if p.get("emulated"):
         out += [f"**Emulated machine**: {json.dumps(p['emulated'])} on real hardware {p.get('model_name')}.", ""]
     out += ["## Hardware", "", md_table(_hardware_rows(p, data["probes"]), ("fact", "value")), ""]
-    out += ["## What to use here and why", ""] + [f"- {x}" for x in _recommendation_lines(data["tune"])] + [""]
+    out += ["## What to use here and why", ""] + _recommendation_md(data["tune"]) + [""]
     if data["baselines"]:
         out += [f"## {BASELINE_TITLE}", "", BASELINE_TEXT, "",
                 md_table(baseline_rows(data["baselines"]), BASELINE_HEADER), ""]
     eff = data["effective"]
     if eff:
-        out += ["## Effective settings (recommended trial)", "", md_table(list(eff.items()), ("setting", "value")), ""]
+        out += ["## Effective settings (recommended trial)", "", _recommended_trial_line(data), "",
+                md_table(list(eff.items()), ("setting", "value")), ""]
     if data["missing"] or data["problems"]:
         out += ["## Missing data", ""] + [f"- {m}" for m in data["missing"] + data["problems"]] + [""]
     for name, path in figure_files.items():
         out += [f"## {name.replace('_', ' ').capitalize()}", "", f"![{name}]({path})", "", CAPTIONS[name], ""]
     t = trials_table(data["trials"])
     out += ["## Configurations (median over their trials, min..max over every measured step; failures last)", ""]
+    out += [f"Every row: {t.attrs['fixed']}.", ""] if not t.empty and t.attrs.get("fixed") else []
     out += [md_table(_df_rows(t), list(t.columns)) if not t.empty else "No trials.", ""]
     if _random_weights(data):
         out += ["Models with random weights (small, qwen2-0.5b): their accuracy is not meaningful.", ""]
@@ -320,31 +383,33 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
              f"<title>cpugrpo report: {e(str(p.get('machine_id')))}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;"
-             "text-align:left}img{max-width:100%}.warn{color:#a33}.cap{color:#555;font-size:13px}</style>",
+             "text-align:left}img{max-width:100%}.warn{color:#a33}.cap{color:#555;font-size:13px}"
+             ".trials td:first-child{color:#777;font-size:11px;font-family:monospace}" + CSS + "</style>",
              "</head><body>", f"<h1>cpugrpo report: {e(str(p.get('machine_id')))}</h1>"]
     parts += [f"<p class='warn'><b>{e(w)}</b></p>" for w in report_warnings(data)]
     if p.get("emulated"):
         parts.append(f"<p class='warn'><b>Emulated machine</b>: {e(json.dumps(p['emulated']))}</p>")
     parts.append("<h2>Hardware</h2>" + html_table(_hardware_rows(p, data["probes"]), ("fact", "value")))
-    parts.append("<h2>What to use here and why</h2><ul>" +
-                 "".join(f"<li>{e(x)}</li>" for x in _recommendation_lines(data["tune"])) + "</ul>")
+    parts.append("<h2>What to use here and why</h2>" + _recommendation_html(data["tune"]))
     if data["baselines"]:
-        parts.append(f"<h2>{e(BASELINE_TITLE)}</h2><p>{e(BASELINE_TEXT)}</p>"
+        parts.append(f"<h2>{e(BASELINE_TITLE)}</h2><p>{inline(BASELINE_TEXT)}</p>"
                      + html_table(baseline_rows(data["baselines"]), BASELINE_HEADER))
     eff = data["effective"]
     if eff:
-        parts.append("<h2>Effective settings (recommended trial)</h2>" + html_table(list(eff.items()),
-                                                                                    ("setting", "value")))
+        parts.append(f"<h2>Effective settings (recommended trial)</h2><p>{inline(_recommended_trial_line(data))}</p>"
+                     + html_table(list(eff.items()), ("setting", "value")))
     if data["missing"] or data["problems"]:
-        parts.append("<h2>Missing data</h2><ul>" + "".join(f"<li>{e(m)}</li>" for m in data["missing"] +
+        parts.append("<h2>Missing data</h2><ul>" + "".join(f"<li>{inline(m)}</li>" for m in data["missing"] +
                                                           data["problems"]) + "</ul>")
     for name, png in pngs.items():
         b64 = base64.b64encode(png).decode()
         parts.append(f"<h2>{e(name.replace('_', ' ').capitalize())}</h2><img alt='{e(name)}' "
-                     f"src='data:image/png;base64,{b64}'><p class='cap'>{e(CAPTIONS[name])}</p>")
+                     f"src='data:image/png;base64,{b64}'><p class='cap'>{inline(CAPTIONS[name])}</p>")
     t = trials_table(data["trials"])
-    parts.append("<h2>Trials</h2>" + (t.to_html(index=False, escape=True, na_rep="") if not t.empty
-                                      else "<p>No trials.</p>"))
+    parts.append("<h2>Configurations</h2><p class='cap'>Median over their trials, min..max over every measured step; "
+                 "failures last." + (f" Every row: {e(t.attrs['fixed'])}." if t.attrs.get("fixed") else "") + "</p>")
+    parts.append(f"<div class='scroll trials'>{html_table(_df_rows(t), list(t.columns))}</div>" if not t.empty
+                 else "<p>No trials.</p>")
     if _random_weights(data):
         parts.append("<p class='warn'>Models with random weights (small, qwen2-0.5b): accuracy not meaningful.</p>")
     parts.append("</body></html>")

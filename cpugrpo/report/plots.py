@@ -6,9 +6,10 @@ plotting, so a partial report still renders. Titles, labelled axes with units an
 
 from __future__ import annotations
 
-from ..core.config import COLUMNS, IDENTITY_KEYS
+import textwrap
 
-KNOBS = tuple(COLUMNS[k] for k in IDENTITY_KEYS)  # a configuration: one report column per knob of its identity
+from .configs import KNOBS, item, row_labels, wrap  # KNOBS: one report column per knob of a trial's identity
+
 PHASE_COLORS = {"rollout": "#4C72B0", "scoring": "#DD8452", "update": "#55A868"}
 
 
@@ -24,11 +25,15 @@ def _fig(title: str, size=(7.5, 4.5), ncols: int = 1):
 
 
 def missing(title: str, why: str):
-    """A placeholder figure that states what is missing."""
-    fig, (ax,) = _fig(title, size=(7.5, 2.2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, f"not plotted: {why}", ha="center", va="center", fontsize=10, wrap=True)
-    fig.tight_layout()
+    """A placeholder that states what is missing: one line of text under the title, as small as it can be."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    text = wrap(f"{title}: not plotted: {why}".replace("`", ""), 7.5, 9)  # code spans are Markdown, not text
+    fig = plt.figure(figsize=(7.5, 0.3 + 0.2 * (text.count("\n") + 1)))
+    fig.text(0.01, 0.5, text, ha="left", va="center", fontsize=9, color="#555")
     return fig
 
 
@@ -66,25 +71,15 @@ def ref_group(d, others: list, vary: str) -> dict:
 def _select(d, ref: dict):
     mask = None
     for k, v in ref.items():
-        m = d[k] == v
+        m = d[k].isna() if (v is None or v != v) else d[k] == v  # threads None (every CPU) is NaN in the frame
         mask = m if mask is None else mask & m
     return d[mask]
 
 
-def _label(row, vary: tuple) -> str:
-    parts = []
-    for k in vary:
-        v = row[k]
-        if k == "gradient_checkpointing":
-            v = "ckpt on" if v else "ckpt off"
-        elif k == "threads":
-            v = f"{v} thr"
-        elif k == "prompts_per_step":
-            v = f"{v} prompts"
-        elif k == "shared_prefix":
-            v = "prefix shared" if v else "prefix per row"
-        parts.append(str(v))
-    return ", ".join(parts)
+def _fixed_title(ax, fixed: str, width_in: float) -> None:
+    """The knobs every row of the axes shares, as the axes' title (wrapped to the figure's width)."""
+    if fixed:
+        ax.set_title(wrap(fixed, width_in, 8), fontsize=8)
 
 
 def thread_scaling(df):
@@ -108,8 +103,7 @@ def thread_scaling(df):
     ax.set_xlabel("threads")
     ax.set_ylabel("samples/s (completions per second)")
     ax.set_xticks(list(g.threads))
-    ax.set_title(f"{key['model']}, {key['prompts_per_step']} prompts/step, update {key['update_precision']}, "
-                 f"rollout {key['rollout_precision']}", fontsize=9)
+    _fixed_title(ax, row_labels(g, skip=("threads",))[1], 7.5)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -123,10 +117,12 @@ def batch_memory(df):
     fig, (a1, a2) = _fig(title, size=(10, 4.2), ncols=2)
     others = [k for k in KNOBS if k not in ("prompts_per_step", "gradient_checkpointing")]
     ref = ref_group(s, others, "prompts_per_step")
+    shown = _select(s, ref)
+    _, fixed = row_labels(shown, skip=("prompts_per_step", "gradient_checkpointing"))
     for gc, color in ((False, "#4C72B0"), (True, "#C44E52")):
         ss = _select(s, {**ref, "gradient_checkpointing": gc}).sort_values("prompts_per_step")
         mm = _select(m, {**ref, "gradient_checkpointing": gc}).sort_values("prompts_per_step")
-        label = f"gradient checkpointing {'on' if gc else 'off'}"
+        label = item("gradient_checkpointing", gc)
         if not ss.empty:
             a1.plot(ss.prompts_per_step, ss.value, "o-", color=color, label=label)
         if not mm.empty:
@@ -134,11 +130,10 @@ def batch_memory(df):
     for ax, ylabel in ((a1, "samples/s"), (a2, "peak RSS (MiB, kernel high-water mark)")):
         ax.set_xlabel("prompts per step (x num_generations = completions per step)")
         ax.set_ylabel(ylabel)
-        ax.set_xticks(sorted(s.prompts_per_step.unique()))
+        ax.set_xticks(sorted(shown.prompts_per_step.unique()))  # only the values plotted: no empty ticks
         ax.legend(fontsize=8)
-    a1.set_title(f"{ref['model']}, {ref['threads']} threads, update {ref['update_precision']}, rollout "
-                 f"{ref['rollout_precision']}", fontsize=9)
-    fig.tight_layout()
+    fig.text(0.5, 0.9, wrap("every point: " + fixed, 10, 8), ha="center", va="top", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.9 - 0.04 * wrap(fixed, 10, 8).count("\n")))
     return fig
 
 
@@ -159,20 +154,26 @@ def pareto(df, recommended: dict | None = None, gate: dict | None = None):
     ax.scatter(d.rss, d.value, color="#8C8C8C", s=25, label="configuration (median over its trials)")
     f = d.iloc[front].sort_values("rss")
     ax.plot(f.rss, f.value, "o-", color="#4C72B0", label="Pareto front")
-    notes = []
-    for i, (_, r) in enumerate(f.sort_values("value", ascending=False).iterrows(), 1):
-        acc = (gate or {}).get(f"{r.update_precision}/{r.rollout_precision}")
-        ax.annotate(str(i), (r.rss, r.value), textcoords="offset points", xytext=(-4, 7), fontsize=8,
-                    fontweight="bold", color="#4C72B0")
-        notes.append(f"{i}: {r.value:.1f} samples/s, {r.rss:.0f} MiB - "
-                     f"{_label(r, ('threads', 'prompts_per_step'))}, update {r.update_precision}, rollout "
-                     f"{r.rollout_precision}, prefix {'shared' if r.shared_prefix else 'per row'}, "
-                     f"{'ckpt on' if r.gradient_checkpointing else 'ckpt off'}; "
-                     + (f"gate accuracy {acc:.1%}" if acc is not None else "precision pair not gated"))
-    fig.set_size_inches(8, 5 + 0.22 * len(notes))
-    fig.text(0.02, 0.01, "Pareto front (numbered on the plot):\n" + "\n".join(notes), fontsize=7, va="bottom",
-             family="monospace")
     rec = _select(d, recommended) if recommended else d.iloc[0:0]
+    rec_key = rec.key.iloc[0] if not rec.empty else None
+    f = f.sort_values("value", ascending=False)
+    labels, fixed = row_labels(f)  # every knob that differs along the front; the rest said once
+    notes = []
+    for i, ((_, r), lab) in enumerate(zip(f.iterrows(), labels), 1):
+        acc = (gate or {}).get(f"{r.update_precision}/{r.rollout_precision}")
+        # beside the point, clear of the recommended star (which is wider than a front marker)
+        ax.annotate(str(i), (r.rss, r.value), textcoords="offset points", ha="left", va="center", fontsize=8,
+                    xytext=(11 if r.key == rec_key else 6, 0), fontweight="bold", color="#4C72B0", zorder=6,
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+        note = (f"{i}: {r.value:.1f} samples/s, {r.rss:.0f} MiB" + (f" - {lab}" if lab else "") + "; "
+                + (f"gate accuracy {acc:.1%}" if acc is not None else "precision pair not gated"))
+        notes += textwrap.wrap(note, 112, subsequent_indent="   ")
+    head = textwrap.wrap("Pareto front (numbered on the plot)" + (f"; every point on it: {fixed}" if fixed else "")
+                         + ":", 112, subsequent_indent="   ")
+    notes = head + notes
+    height = 5 + 0.14 * len(notes)
+    fig.set_size_inches(8, height)
+    fig.text(0.02, 0.01, "\n".join(notes), fontsize=7, va="bottom", family="monospace")
     if not rec.empty:
         r = rec.iloc[0]
         ax.scatter([r.rss], [r.value], marker="*", s=260, color="#C44E52", zorder=5, label="recommended")
@@ -180,8 +181,7 @@ def pareto(df, recommended: dict | None = None, gate: dict | None = None):
     ax.set_ylabel("samples/s")
     ax.legend(fontsize=8, loc="best")
     ax.margins(x=0.1, y=0.1)
-    height = 5 + 0.22 * len(notes)
-    fig.tight_layout(rect=(0, ((len(notes) + 1) * 0.13 + 0.35) / height, 1, 1))
+    fig.tight_layout(rect=(0, (len(notes) * 0.12 + 0.15) / height, 1, 1))
     return fig
 
 
@@ -190,18 +190,15 @@ def phases(df):
     ro, sc, up = (wide(df, f"trial.{p}_s") for p in ("rollout", "scoring", "update"))
     if ro.empty:
         return missing(title, "no successful trials with phase timings")
-    keep = ["key", "update_precision", "rollout_precision", "model", "threads", "prompts_per_step",
-            "gradient_checkpointing"]
-    d = ro[keep + ["value"]].rename(columns={"value": "rollout"})
+    d = ro[["key", *KNOBS, "value"]].rename(columns={"value": "rollout"})
     d = d.merge(sc[["key", "value"]].rename(columns={"value": "scoring"}), on="key")
     d = d.merge(up[["key", "value"]].rename(columns={"value": "update"}), on="key")
-    # one bar per precision pair, at the configuration that has the most pairs
-    others = ["model", "threads", "prompts_per_step", "gradient_checkpointing"]
+    # one bar per precision pair, at the configuration (every other knob) that has the most pairs
+    pair = ("update_precision", "rollout_precision")
+    others = [k for k in KNOBS if k not in pair]
     d["pair"] = d.update_precision + "/" + d.rollout_precision
     d["value"] = 1.0 / (d["rollout"] + d["scoring"] + d["update"])
-    refd = ref_group(d, others, "pair")
-    ref = [refd[k] for k in others]
-    d = _select(d, refd).drop_duplicates(["update_precision", "rollout_precision"])
+    d = _select(d, ref_group(d, others, "pair")).drop_duplicates(list(pair))
     d = d.sort_values(["update_precision", "rollout_precision"])
     fig, (ax,) = _fig(title, size=(11, 4.8))
     # one word per line: "update bf16-autocast" side by side overlapped its neighbours
@@ -211,8 +208,7 @@ def phases(df):
         ax.bar(labels, d[phase], bottom=bottom, color=PHASE_COLORS[phase], label=phase)
         bottom = [b + v for b, v in zip(bottom, d[phase])]
     ax.set_ylabel("seconds per step (median)")
-    ax.set_title(f"{ref[0]}, {ref[1]} threads, {ref[2]} prompts/step, checkpointing {'on' if ref[3] else 'off'}",
-                 fontsize=9)
+    _fixed_title(ax, row_labels(d, skip=pair)[1], 11)
     ax.tick_params(axis="x", labelsize=7)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -260,13 +256,13 @@ def accuracy(df):
     if d.empty:
         return missing(title, "no trials evaluated held-out accuracy (run `cpugrpo tune` or a sweep with --evaluate)")
     d = d.sort_values("date").drop_duplicates(["key", "eval_precision"], keep="last")
-    fig, (ax,) = _fig(title, size=(max(8.0, 1.3 * len(d)), 4.8))
+    fig, (ax,) = _fig(title, size=(max(8.0, 1.5 * len(d)), 4.8))
     labels = [f"update {u}\nrollout {r}\neval {e}" for u, r, e in zip(d.update_precision, d.rollout_precision,
                                                                      d.eval_precision)]
-    # points of different configurations (or runs) must not share a label: add what differs between them
-    vary = [k for k in KNOBS if k not in ("update_precision", "rollout_precision") and d[k].nunique(dropna=False) > 1]
-    if vary:
-        labels = [f"{lab}\n{_label(r, tuple(vary))}" for lab, (_, r) in zip(labels, d.iterrows())]
+    # points of different configurations (or runs) must not share a label: add every knob that differs
+    vary, fixed = row_labels(d, skip=("update_precision", "rollout_precision"), sep="\n")
+    labels = [f"{lab}\n{v}" if v else lab for lab, v in zip(labels, vary)]
+    _fixed_title(ax, fixed, max(8.0, 1.5 * len(d)))
     if len(set(labels)) < len(labels):  # same configuration, separate runs (e.g. a quick and a full tune's gate)
         labels = [f"{lab}\n{r.date:%m-%d %H:%M}" if r.date == r.date else lab
                   for lab, (_, r) in zip(labels, d.iterrows())]
