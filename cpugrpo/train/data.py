@@ -11,7 +11,7 @@ Difficulty levels
   must be ignored.
 
 Numbers are deliberately small (every intermediate value stays within 0..30, each step adds or removes at
-most 10). The tiny preset is a ~6M-parameter model warm-started for a
+most 10). The tiny preset is a 5.9M-parameter model warm-started for a
 few minutes on two cores; GSM8K-sized numbers would leave it at 0% and give GRPO nothing to work with.
 
 Train/held-out disjointness: a question is assigned to a split by a hash of its text, so no question text can

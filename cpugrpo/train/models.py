@@ -1,13 +1,13 @@
 """Model presets and loading, all without downloads.
 
-- ``tiny`` (default): a ~6M-parameter Qwen2 with a BPE tokenizer trained here on the synthetic corpus, warm-started
+- ``tiny`` (default): a 5.9M-parameter Qwen2 with a BPE tokenizer trained here on the synthetic corpus, warm-started
   by a short supervised pass on copy drills, worked solutions and equation drills. Digit runs are split off before
   byte-level BPE (``SPLIT_DIGITS = False``), and BPE merges every number of the corpus (0..99) into one token, so a
   number is the same single token wherever it stands and copying an operand is a copy of one token (docs/LOG.md,
   the warm-start entry: "a number must be one token wherever it stands").
   Built once, deterministically from a seed, and cached under the user's cache directory; results record it as
   ``tiny`` plus its cache key (``Loaded.cache_key``), never by the cache's path.
-- ``small`` (~50M) and ``qwen2-0.5b`` (the Qwen2-0.5B-Instruct shape, 494M parameters): random weights, for
+- ``small`` (36.5M) and ``qwen2-0.5b`` (the Qwen2-0.5B-Instruct shape, 494.0M parameters): random weights, for
   throughput and memory only. Their accuracy is meaningless; ``Preset.random_weights`` says so to every caller.
 - any local Hugging Face model directory (or a hub id where the hub is reachable); ``trust_remote_code`` is off.
 """
