@@ -56,3 +56,21 @@ def test_isa_cap_takes_effect_in_a_child_process():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "avx2"
 
+
+
+def test_an_unreadable_memory_map_leaves_the_allocator_unknown(monkeypatch):
+    """The allocator is read from the process's memory map; without one it is unknown, not glibc's by default."""
+    import builtins
+
+    from cpugrpo.hw import effective
+
+    real_open = builtins.open
+
+    def no_maps(path, *a, **k):
+        if str(path) == "/proc/self/maps":
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **k)
+
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setattr(builtins, "open", no_maps)
+    assert effective.allocator() == "unknown (/proc/self/maps unreadable: Permission denied)"

@@ -107,3 +107,17 @@ def test_lscpu_runs_or_gives_empty_text(monkeypatch):
     assert text == "" or "CPU(s)" in text  # C locale: the keys parse_lscpu reads
     monkeypatch.setattr(hardware.shutil, "which", lambda name: None)
     assert hardware._lscpu() == ""
+
+
+def test_a_failing_py_cpuinfo_is_said_not_swallowed(tmp_path, monkeypatch):
+    """Without /proc/cpuinfo, detect() asks py-cpuinfo; when that fails, a warning says so and the CPU stays
+    unknown."""
+    import cpuinfo
+
+    def broken():
+        raise OSError("no cpuid here")
+
+    monkeypatch.setattr(cpuinfo, "get_cpu_info", broken)
+    with pytest.warns(UserWarning, match=r"py-cpuinfo failed \(OSError: no cpuid here\): CPU model unknown"):
+        p = hardware.detect(proc=str(tmp_path / "noproc"), sys=str(tmp_path / "nosys"), with_torch=False)
+    assert p.model_name == "unknown" and p.features == ()

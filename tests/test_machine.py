@@ -116,3 +116,18 @@ def test_a_torn_result_line_is_a_warning_in_the_report_its_return_value_and_the_
     make_machine(tmp_path, "m5", [trial_row(0)])  # a clean store: no warning anywhere
     clean = write_report("m5", tmp_path / "profiles", tmp_path / "results", tmp_path / "none", tmp_path / "reports")
     assert clean.warnings == [] and "Warning" not in Path(clean).read_text()
+
+
+def test_a_figure_that_cannot_be_drawn_is_listed_as_missing(tmp_path, monkeypatch):
+    """A figure maker that fails on unforeseen data leaves a placeholder and a line in the report's missing list."""
+    from cpugrpo.report import plots
+
+    def boom(df):
+        raise ValueError("unforeseen")
+
+    monkeypatch.setattr(plots, "phases", boom)
+    make_machine(tmp_path, "m6", [trial_row(0), trial_row(1, threads=1, sps=27.0)])
+    path = write_report("m6", tmp_path / "profiles", tmp_path / "results", tmp_path / "none", tmp_path / "reports")
+    md = (Path(path).parent / "report.md").read_text()
+    assert "- Phase breakdown figure not drawn: could not plot these data (ValueError: unforeseen)" in md
+    assert "Phase breakdown figure not drawn" in Path(path).read_text()

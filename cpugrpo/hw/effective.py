@@ -100,8 +100,8 @@ def allocator() -> str:
         for name in ("jemalloc", "tcmalloc", "mimalloc"):
             if name in maps:
                 return name
-    except OSError:
-        pass
+    except OSError as e:  # no map to look in: say so rather than name the default allocator
+        return f"unknown (/proc/self/maps unreadable: {e.strerror})"
     return "glibc malloc"
 
 

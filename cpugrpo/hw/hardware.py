@@ -20,6 +20,7 @@ import platform
 import re
 import shutil
 import subprocess
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -461,8 +462,8 @@ def detect(proc: str = "/proc", sys: str = "/sys", with_torch: bool = True) -> H
                                                                                    UNKNOWN)
             extra["features"] = sorted({_X86_FEATURES[f] for f in flags if f in _X86_FEATURES} |
                                        {_ARM_FEATURES[f] for f in flags if f in _ARM_FEATURES})
-        except Exception:  # noqa: BLE001 - py-cpuinfo can fail in many platform-specific ways
-            pass
+        except Exception as e:  # noqa: BLE001 - py-cpuinfo fails in platform-specific ways: said, facts left unknown
+            warnings.warn(f"no {proc}/cpuinfo and py-cpuinfo failed ({type(e).__name__}: {e}): CPU model unknown")
     extra["arch"] = platform.machine() or UNKNOWN
     extra.update(_sys_caches(sys))
     numa = _sys_numa(sys)

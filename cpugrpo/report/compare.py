@@ -57,19 +57,28 @@ def compare(opts: CompareOptions) -> dict:
 
 
 def gather(ids: list[str], profiles_dir="profiles", results_dir="results") -> dict:
-    from .results import ResultsError, load_trials
+    """Each machine's profile, probes and trials; ``missing``: why a machine has no trials, and its unreadable
+    result lines (the report lists both)."""
+    from .results import ResultsError, load_trials, unreadable_warning
 
     machines = {}
     for mid in ids:
         prof = read_json(Path(profiles_dir) / mid / "hardware.json")
         if prof is None:
             raise ReportError(f"no profile for {mid} under {profiles_dir}/: check the id (ls {profiles_dir})")
+        missing = []
         try:
             df = load_trials(Path(results_dir) / mid)
-        except ResultsError:
-            df = None
-        machines[mid] = {"profile": prof, "probes": read_json(Path(profiles_dir) / mid / "probes.json"), "trials": df}
+            missing += [w for w in [unreadable_warning(df.attrs.get("problems") or [])] if w]
+        except ResultsError as e:
+            df, missing = None, [str(e)]
+        machines[mid] = {"profile": prof, "probes": read_json(Path(profiles_dir) / mid / "probes.json"), "trials": df,
+                         "missing": missing}
     return machines
+
+
+def missing_lines(machines: dict) -> list[str]:
+    return [f"{mid}: {m}" for mid, d in machines.items() for m in d.get("missing", [])]
 
 
 def table(machines: dict, reference: str):
@@ -164,8 +173,11 @@ def _short(mid: str, machines: dict) -> str:
 def render_markdown(machines, t, reference, png_name) -> str:
     out = ["# cpugrpo comparison", "", f"Reference machine: `{reference}`. Ratios are machine / reference of median "
            "samples/s, from the numbers in the table.", "", "## Hardware", "",
-           md_table(hardware_rows(machines), HW_HEADER), "", f"![comparison]({png_name})", "",
-           "## Configurations measured on the reference and at least one other machine", ""]
+           md_table(hardware_rows(machines), HW_HEADER), ""]
+    if missing_lines(machines):
+        out += ["## Missing data", ""] + [f"- {m}" for m in missing_lines(machines)] + [""]
+    out += [f"![comparison]({png_name})", "",
+            "## Configurations measured on the reference and at least one other machine", ""]
     if t.empty:
         out.append("None: run the same sweep on each machine.")
     else:
@@ -183,6 +195,8 @@ def render_html(machines, t, reference, png: bytes) -> str:
     body = [f"<h1>cpugrpo comparison</h1><p>Reference machine: <code>{e(reference)}</code>. Ratios are machine / "
             "reference of median samples/s, from the numbers in the table.</p>",
             "<h2>Hardware</h2>" + html_table(hardware_rows(machines), HW_HEADER),
+            ("<h2>Missing data</h2><ul>" + "".join(f"<li>{inline(m)}</li>" for m in missing_lines(machines))
+             + "</ul>" if missing_lines(machines) else ""),
             "<img alt='comparison' style='max-width:100%' "
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>",
             "<h2>Configurations measured on the reference and at least one other machine</h2>" +

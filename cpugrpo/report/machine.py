@@ -90,7 +90,8 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
 
 
 def render_figures(data: dict) -> dict:
-    """name -> Figure. Pure apart from matplotlib."""
+    """name -> Figure. Pure apart from matplotlib, and ``data["missing"]``: a figure that could not be drawn from
+    these data is also listed there, so the report's text says so as well as the figure."""
     df = data["trials"]
     empty = df is None or df.empty
     rec_key = _recommended_key(data)
@@ -115,8 +116,10 @@ def render_figures(data: dict) -> dict:
             continue
         try:
             figs[name] = make()
-        except Exception as e:  # noqa: BLE001 - data we did not foresee: say so in the figure, keep the report
-            figs[name] = plots.missing(title, f"could not plot these data ({type(e).__name__}: {e})"[:160])
+        except Exception as e:  # noqa: BLE001 - data we did not foresee: said in the figure and the missing list
+            why = f"could not plot these data ({type(e).__name__}: {e})"[:160]
+            figs[name] = plots.missing(title, why)
+            data.setdefault("missing", []).append(f"{title} figure not drawn: {why}")
     figs["history"] = plots.history(data.get("asv"))
     return figs
 
