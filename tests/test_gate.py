@@ -1,8 +1,8 @@
 """The quality gate: a non-inferiority test on the gain from the same start.
 
 (a) The verdict function on hand-made per-item records. (b) A real gate on the tiny preset (slow): fp32 must learn
-measurably in the gate's budget, a candidate whose rollouts come from a corrupted snapshot must be rejected, and a
-sound candidate (int8 rollout) must pass.
+measurably in the gate's budget, a candidate whose rollouts come from a wrecked snapshot (heavy noise on its weights)
+must be rejected, and a sound candidate (int8 rollout) must pass.
 """
 
 import pytest
@@ -54,41 +54,69 @@ def test_records_of_other_items_are_refused():
         gate_verdict("0101", "0111", "01")
 
 
-def _trained_in_process(cfg, stale_rollouts: bool, monkeypatch) -> dict:
-    """The gate's training and evaluation in this process (a gate trial's row, as far as the verdict reads it), so
-    the rollout snapshot can be broken: with ``stale_rollouts`` it is never refreshed after its first use, and the
-    policy trains on completions of the starting weights."""
+def _noisy_refresh(refresh):
+    """``RolloutModel.refresh`` that then swaps in a copy of the snapshot with gaussian noise of each tensor's own
+    standard deviation added: completions come from a wrecked policy, while the policy itself (which the fp32
+    snapshot shares weights with) stays clean."""
+    import copy
+
+    import torch
+
+    def noisy(self):
+        refresh(self)
+        wrecked = copy.deepcopy(self._float)  # its own tensors
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in wrecked.parameters():
+                if p.numel() > 1:
+                    p.add_(torch.randn(p.shape, generator=gen) * p.float().std())
+        self._model = wrecked
+
+    return noisy
+
+
+def _trained_in_process(cfg, monkeypatch) -> dict:
+    """The gate's training (rollouts from a wrecked snapshot) and evaluation (clean) in this process, as far as the
+    verdict reads a gate trial's row."""
     import tempfile
 
     from cpugrpo.train import evaluate, models, rollout
     from cpugrpo.train.trainer import run_grpo
 
-    if stale_rollouts:
-        refresh = rollout.RolloutModel.refresh
-
-        def once(self):
-            if getattr(self, "_refreshed_once", False):
-                self.refresh_seconds = 0.0
-                return
-            refresh(self)
-            self._refreshed_once = True
-
-        monkeypatch.setattr(rollout.RolloutModel, "refresh", once)
     loaded = models.load(cfg.model, seed=cfg.seed, progress=False)
+    monkeypatch.setattr(rollout.RolloutModel, "refresh", _noisy_refresh(rollout.RolloutModel.refresh))
     with tempfile.TemporaryDirectory() as out:
         run_grpo(cfg, loaded.model, loaded.tokenizer, out, progress=False)
-    monkeypatch.undo()
+    monkeypatch.undo()  # the evaluation's own snapshot is a clean one
     acc = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed, precision=cfg.eval_precision,
                             progress=False, max_new_tokens=cfg.max_completion_length)
     return {"status": "ok", "trial_id": "in-process", "model_cache_key": loaded.cache_key,
             "accuracy": {"per_item": "".join("1" if f else "0" for f in acc.per_item)}}
 
 
+def test_noisy_snapshot_leaves_the_policy_clean(tiny_dir, monkeypatch):
+    """The broken candidate's wrecking touches the rollout snapshot only (else the slow test below would break
+    the policy itself, not its rollouts)."""
+    import torch
+
+    from cpugrpo.train import models, rollout
+
+    loaded = models.load(str(tiny_dir), progress=False)
+    before = [p.detach().clone() for p in loaded.model.parameters()]
+    monkeypatch.setattr(rollout.RolloutModel, "refresh", _noisy_refresh(rollout.RolloutModel.refresh))
+    snap = rollout.RolloutModel(loaded.model, "fp32")
+    snap.refresh()
+    assert all(torch.equal(a, p) for a, p in zip(before, loaded.model.parameters()))
+    moved = [not torch.equal(a, s) for a, s in zip(loaded.model.parameters(), snap.model.parameters())]
+    assert sum(moved) >= len(moved) // 2
+
+
 @pytest.mark.slow
 def test_gate_on_tiny_rejects_a_broken_candidate_and_passes_a_sound_one(tmp_path, monkeypatch):
-    """The tuner's own gate trials (fp32 with the start evaluated, int8 rollout), each in its own process, and a
-    broken candidate trained in this process at the same budget: fp32 must learn measurably, int8 rollout must pass,
-    and stale rollouts must fail."""
+    """The tuner's own gate trials at its budget (fp32 with the start evaluated, int8 rollout), each in its own
+    process, and a broken candidate trained in this process at the same budget, its rollouts drawn from a wrecked
+    snapshot: fp32 must learn measurably, int8 rollout must pass, the broken one must fail. Three trainings of
+    GATE_STEPS steps: ~11 min on a 2-core machine."""
     from cpugrpo.core.store import TrialStore
     from cpugrpo.runs.tune import REFERENCE, TuneOptions, _verdict, baseline_gain, gate_config, gate_trial
 
@@ -100,6 +128,6 @@ def test_gate_on_tiny_rejects_a_broken_candidate_and_passes_a_sound_one(tmp_path
     assert base["learned"], base["text"]
     sound = _verdict(gate_trial(opts, ("fp32", "int8"), None, store, "test", None), ref)
     assert sound["verdict"] == "passed", sound["text"]
-    broken = _verdict(_trained_in_process(gate_config(opts, REFERENCE, None), True, monkeypatch), ref)
+    broken = _verdict(_trained_in_process(gate_config(opts, REFERENCE, None), monkeypatch), ref)
     assert broken["verdict"] == "failed", broken["text"]
     assert broken["difference"] < sound["difference"]

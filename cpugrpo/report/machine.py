@@ -139,15 +139,17 @@ CAPTIONS = {
     "thread_scaling": "Median samples/s per thread count with the ideal linear line; labels give parallel efficiency.",
     "batch_memory": "Throughput and the trial process's peak RSS (kernel high-water mark) against prompts per step.",
     "pareto": "Every speed trial; the blue line joins the configurations no other beats on both throughput and "
-              "memory (one model). Accuracy: the newest quality-gate trial of the precision pair (tiny preset; quick "
-              "tunes train 15 steps, full tunes 40).",
+              "memory (one model); quality-gate trials are not speed trials and are left out. Accuracy: the newest "
+              "quality-gate trial of the precision pair (tiny preset; tunes before 2026-11-22 trained 15 steps quick, "
+              "40 full, and evaluated 600 problems; since then 200 steps and 3000 problems).",
     "phases": "Median seconds per step in rollout (generation), scoring (rewards) and update (everything else).",
     "roofline": "Left: the update's executed FLOP/s (counted from the shapes every step ran: shared prefix, padding, "
                 "backward, recomputation, LM head at the real vocabulary; train/flops.py) over the measured GEMM "
                 "peak at the same precision and threads (MFU). Right: decode tokens/s (completion tokens / rollout "
                 "time less refresh) against tokens / (decode steps x weight bytes read per step / copy bandwidth); "
                 "no bound where the weights fit in the last-level cache.",
-    "accuracy": "Greedy exact match on 600 fixed held-out problems after the same short GRPO training.",
+    "accuracy": "Greedy exact match on fixed held-out problems after the same short GRPO training (quality-gate "
+                "trials: 600 problems before 2026-11-22, 3000 since).",
     "history": "asv results per commit, each line relative to its value at the oldest commit.",
 }
 
