@@ -116,7 +116,8 @@ def test_gate_on_tiny_rejects_a_broken_candidate_and_passes_a_sound_one(tmp_path
     """The tuner's own gate trials at its budget (fp32 with the start evaluated, int8 rollout), each in its own
     process, and a broken candidate trained in this process at the same budget, its rollouts drawn from a wrecked
     snapshot: fp32 must learn measurably, int8 rollout must pass, the broken one must fail. Three trainings of
-    GATE_STEPS steps: ~11 min on a 2-core machine."""
+    GATE_STEPS steps and four evaluations: ~12 min on the 2-core machine of docs/LOG.md (2026-11-22), by its parts
+    (~206 s per training, ~21 s per evaluation)."""
     from cpugrpo.core.store import TrialStore
     from cpugrpo.runs.tune import REFERENCE, TuneOptions, _verdict, baseline_gain, gate_config, gate_trial
 
