@@ -90,3 +90,23 @@ def test_detect_json_and_taskset():
                              capture_output=True, text=True, timeout=120)
         d1 = json.loads(one.stdout)
         assert d1["n_usable"] == 1 and d1["machine_id"] != d["machine_id"]
+
+
+def test_tune_command_writes_the_report_of_the_machine_it_tuned(tmp_path, monkeypatch, capsys):
+    """`cpugrpo tune` (make run) ends by writing the report: checked with the search itself replaced by its result."""
+    import json
+
+    from cpugrpo.cli.main import main
+    from cpugrpo.runs import tune as tune_module
+
+    from .report_data import make_machine, trial_row
+
+    make_machine(tmp_path, "m1", [trial_row(0), trial_row(1, rollout="int8", sps=55.0)])
+    monkeypatch.chdir(tmp_path)  # the report goes to ./reports/<id>/
+    monkeypatch.setattr(tune_module, "tune", lambda opts, progress=True: {
+        "train": {}, "reasons": {}, "evidence": {"machine_id": "m1"}, "paths": {}})
+    code = main(["tune", "--quick", "--profiles-dir", str(tmp_path / "profiles"), "--results-dir",
+                 str(tmp_path / "results"), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["paths"]["report"].endswith("m1/index.html")

@@ -209,7 +209,7 @@ def cmd_tune(args) -> dict:
     rec = tune(opts, progress=not args.json)
     from ..report.machine import ReportOptions, report
 
-    rec["paths"]["report"] = report(ReportOptions(machine=rec["machine_id"], profiles_dir=opts.profiles_dir,
+    rec["paths"]["report"] = report(ReportOptions(machine=rec["evidence"]["machine_id"], profiles_dir=opts.profiles_dir,
                                                   results_dir=opts.results_dir))["report"]
     return rec
 
