@@ -112,6 +112,7 @@ def test_noisy_snapshot_leaves_the_policy_clean(tiny_dir, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_gate_on_tiny_rejects_a_broken_candidate_and_passes_a_sound_one(tmp_path, monkeypatch):
     """The tuner's own gate trials at its budget (fp32 with the start evaluated, int8 rollout), each in its own
     process, and a broken candidate trained in this process at the same budget, its rollouts drawn from a wrecked
