@@ -107,3 +107,26 @@ def test_baseline_runs_all_three_sides_and_records_what_trl_ran(tiny_dir, tmp_pa
     assert 0 < s["cpugrpo"]["mean_completion_tokens"] <= 8
     path = record(s, "m", None, tmp_path)
     assert path.read_text().count("\n") == 1
+
+
+def test_an_untuned_machine_compares_the_defaults_and_says_so(tmp_path, monkeypatch, capsys):
+    """No recommendation for this machine: cpugrpo's defaults are compared (and said); a missing --config is an
+    error naming the file."""
+    import pytest
+
+    from cpugrpo.core.errors import ConfigError
+    from cpugrpo.runs import baseline as b
+
+    seen = {}
+
+    def fake_run(cfg, **kw):
+        seen["cfg"] = cfg
+        return {"peers": {}, "pairs": kw["pairs"]}
+
+    monkeypatch.setattr(b, "run_baseline", fake_run)
+    out = b.baseline(b.BaselineOptions(model="tiny", pairs=1, steps=1, profiles_dir=str(tmp_path / "p"),
+                                       results_dir=str(tmp_path / "r")), progress=False)
+    assert out["config_file"] is None and seen["cfg"].update_precision == "fp32" and seen["cfg"].model == "tiny"
+    assert "comparing cpugrpo's defaults" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="does not exist"):
+        b.baseline(b.BaselineOptions(config=str(tmp_path / "nope.toml"), pairs=1, steps=1), progress=False)

@@ -113,7 +113,14 @@ def baseline(opts: BaselineOptions, progress: bool = True) -> dict:
     mid = hardware.detect(with_torch=False).machine_id
     config = opts.config_path(mid)
     if not os.path.exists(config):
-        raise ConfigError(f"no recommended config at {config}: run `cpugrpo tune --quick` first or pass --config FILE")
+        if opts.config is not None:
+            raise ConfigError(f"config file {config} does not exist: check the path")
+        # an untuned machine compares cpugrpo's defaults, and says so (the row records no config file)
+        import sys
+
+        print(f"no recommended config at {config}: comparing cpugrpo's defaults (run `cpugrpo tune` for this "
+              f"machine's own)", file=sys.stderr)
+        config = None
     cfg, _ = resolve_config(config, {"model": opts.model, "batch_size": opts.batch_size})
     resolve_threads(cfg.threads)
     fit_batch(cfg, shape_of(cfg.model))  # an unknown model, or a batch that cannot fit: refused before any trial
