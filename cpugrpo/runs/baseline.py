@@ -123,6 +123,9 @@ def baseline(opts: BaselineOptions, progress: bool = True) -> dict:
         config = None
     cfg, _ = resolve_config(config, {"model": opts.model, "batch_size": opts.batch_size})
     resolve_threads(cfg.threads)
+    if cfg.beta > 0:  # TRL's peers would run no reference model: not the same work
+        raise ConfigError(f"beta {cfg.beta} adds a reference-model pass the TRL peers do not run: compare with "
+                          f"beta = 0 in the config")
     fit_batch(cfg, shape_of(cfg.model))  # an unknown model, or a batch that cannot fit: refused before any trial
     store = TrialStore.for_machine(mid, opts.results_dir)
     out = run_baseline(cfg, pairs=opts.pairs_for(cfg.model), measured_steps=opts.steps, store=store,
