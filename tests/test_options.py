@@ -35,7 +35,7 @@ BAD = [
     (TuneOptions, {"isa_cap": "sse2"}, "unknown ISA cap 'sse2': use --isa-cap with one of avx512_core_amx"),
     (TuneOptions, {"quick": "yes"}, "--quick must be true or false, got 'yes'"),
     (TuneOptions, {"check_grid": 1}, "--check-grid must be true or false"),
-    (TuneOptions, {"measured_steps": 0}, "measured_steps must be at least 1, got 0: use measured_steps 1 or more"),
+    (TuneOptions, {"measured_steps": 0}, "measured_steps must be at least 4, got 0: use measured_steps 4 or more"),
     (TuneOptions, {"quality_steps": 1}, "quality_steps must be at least 2, got 1"),
     (TuneOptions, {"eval_n": 2}, "eval_n must be at least 3"),
     (SweepOptions, {}, "no axes to sweep: pass --spec FILE or --axis name=v1,v2"),
@@ -109,8 +109,11 @@ def test_defaults_are_valid_and_frozen():
 
 
 def test_tune_steps_follow_quick():
-    assert (TuneOptions(quick=True).measured_steps, TuneOptions(quick=True).quality_steps) == (3, 15)
-    assert (TuneOptions().measured_steps, TuneOptions().quality_steps) == (4, 40)
+    from cpugrpo.runs.tune import GATE_STEPS
+
+    # 5 / 6 measured steps: a rank test needs at least 4 a side to reach p < 0.05; the gate's budget is one for both
+    assert (TuneOptions(quick=True).measured_steps, TuneOptions(quick=True).quality_steps) == (5, GATE_STEPS)
+    assert (TuneOptions().measured_steps, TuneOptions().quality_steps) == (6, GATE_STEPS) == (6, 200)
     assert TuneOptions(quick=True, measured_steps=5).measured_steps == 5
     assert TuneOptions.make(True, memory_budget_gb=None, model="tiny") == TuneOptions(quick=True)
     assert issubclass(TuneError, CpugrpoError)
