@@ -24,7 +24,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:warnings -m "not long"
 
-# The tests that take over 5 minutes (the quality gate trains the tiny preset three times at its budget, ~12 min).
+# The tests that take over 5 minutes (the quality gate trains the tiny preset three times at its budget, ~15 min).
 test-long: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:warnings -m long
 
