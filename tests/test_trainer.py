@@ -36,6 +36,8 @@ def test_two_steps_change_every_parameter(tiny_dir, tmp_path, kw):
         assert s.peak_rss_mb > 0
     unchanged = [n for n, p in loaded.model.named_parameters() if torch.equal(before[n], p.detach())]
     assert not unchanged
+    # the shared-prompt update runs unless checkpointing is on (transformers drops the cache there): rows say which
+    assert all(s.metrics["shared_prefix_ran"] == (not kw.get("gradient_checkpointing", False)) for s in steps)
 
 
 @pytest.mark.parametrize("name,cls", [("adamw_torch_fused", "AdamW"), ("adamw_torch", "AdamW"),

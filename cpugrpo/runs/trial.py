@@ -259,8 +259,12 @@ def _child(spec: TrialSpec) -> dict:
                 out["accuracy_by_precision"][prec] = a.to_dict()
     requested = requested_settings(threads)
     eff = effective_settings()
-    out["effective"] = {"threads": threads, "batch_size": cfg.batch_size, **eff,
-                        "flags": compare(requested, eff)}
+    ran = [s.metrics.get("shared_prefix_ran") for s in steps[spec.warmup_steps:]]
+    flags = compare(requested, eff)
+    if cfg.shared_prefix and not all(ran):  # e.g. with gradient checkpointing the prefix path falls back to TRL's
+        flags.append(f"shared prefix requested, ran in {sum(map(bool, ran))} of {len(ran)} measured steps")
+    out["effective"] = {"threads": threads, "batch_size": cfg.batch_size, "shared_prefix_ran": all(ran) and bool(ran),
+                        **eff, "flags": flags}
     out["environment"] = environment_snapshot()
     return out
 

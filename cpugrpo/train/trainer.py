@@ -201,7 +201,9 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
                 step=state.global_step, wall_s=wall, rollout_s=ph["rollout"], scoring_s=ph["scoring"],
                 update_s=max(0.0, wall - ph["rollout"] - ph["scoring"]), completions=int(ph["completions"]),
                 completion_tokens=int(ph["tokens"]), peak_rss_mb=sampler.take_peak(), cpu_util=clock.lap(),
-                rollout_refresh_s=ph["refresh"], metrics={"extra_loss": ph["extra_loss"]},
+                rollout_refresh_s=ph["refresh"],
+                metrics={"extra_loss": ph["extra_loss"],  # did the shared-prompt update run, or TRL's path?
+                         "shared_prefix_ran": any(w.get("used") == "kv" for w in ph["work"])},
                 update_flops=float(executed_flops(self.dims, ph["work"], cfg.gradient_checkpointing)["total"]),
                 prompt_width=int(ph["prompt_width"]), decode_steps=int(ph["decode_steps"]),
                 decode_weight_bytes=self.weight_bytes or 0))
