@@ -14,6 +14,9 @@ import os
 import sys
 import time
 
+from ..core.config import FLAG_KEYS as _TRAIN_KEYS  # the knob registry's flags
+from ..hw.runtime import prepare_process, resolve_threads
+
 
 def options_from_args(cls, args, **extra):
     """``cls`` (an options dataclass) from argparse's namespace: each of its fields that ``args`` holds and is not
@@ -24,21 +27,7 @@ def options_from_args(cls, args, **extra):
     return cls(**{**values, **extra})
 
 
-def _set_thread_env(threads: int) -> None:
-    from ..hw.runtime import prepare_process
-
-    prepare_process(threads)
-
-
-def _threads(requested: int | None) -> int:
-    from ..hw.runtime import resolve_threads
-
-    return resolve_threads(requested)
-
-
 def _quiet_libraries() -> None:
-    from ..hw.runtime import prepare_process
-
     prepare_process()  # offline, quiet libraries; no "Loading weights" bars (ours stay)
     import warnings
 
@@ -47,14 +36,13 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-from ..core.config import FLAG_KEYS as _TRAIN_KEYS  # noqa: E402  (the knob registry's flags)
 
 
 def cmd_train(args) -> dict:
     from ..core.config import resolve_config
 
     cfg, origin = resolve_config(args.config, {k: getattr(args, k) for k in _TRAIN_KEYS})
-    _threads(cfg.threads)
+    threads = resolve_threads(cfg.threads)
     if cfg.data:
         from ..train.data import load_gsm8k_jsonl
 
@@ -62,7 +50,7 @@ def cmd_train(args) -> dict:
     from ..train.memory import fit_batch, shape_of
 
     cfg = fit_batch(cfg, shape_of(cfg.model))  # unknown model, or a batch that cannot fit: refused here, once
-    _set_thread_env(_threads(cfg.threads))
+    prepare_process(threads)
     if not args.json:
         changed = ", ".join(f"{k}={getattr(cfg, k)!r} ({v})" for k, v in origin.items()) or "all defaults"
         print(f"config: {changed}", file=sys.stderr)
@@ -75,7 +63,6 @@ def cmd_train(args) -> dict:
 
 # -------------------------------------------------------------------------------------------------------- eval
 def cmd_eval(args) -> dict:
-    from ..hw.runtime import prepare_process, resolve_threads
     from ..train.evaluate import EvalOptions, run_eval
 
     opts = options_from_args(EvalOptions, args)
@@ -113,16 +100,16 @@ def cmd_curriculum(args) -> dict:
     for lam in lams:
         check_stages(stages, lam)
     cfg, _ = resolve_config(args.config, {k: getattr(args, k, None) for k in _TRAIN_KEYS})
-    _threads(cfg.threads)
+    threads = resolve_threads(cfg.threads)
     from ..train.memory import fit_batch, shape_of
 
     cfg = fit_batch(cfg, shape_of(cfg.model))
-    _set_thread_env(_threads(cfg.threads))
+    prepare_process(threads)
     from ..hw.runtime import apply_threads
     from ..train import models
     from ..train.curriculum import run_curriculum
 
-    apply_threads(_threads(cfg.threads))
+    apply_threads(threads)
     run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-curriculum")
     studies = []
     t0 = time.perf_counter()
@@ -140,8 +127,6 @@ def cmd_curriculum(args) -> dict:
 
 # ------------------------------------------------------------------------------------------- detect and probe
 def cmd_detect(args) -> dict:
-    from ..hw.runtime import prepare_process
-
     prepare_process(isa_cap=args.isa_cap)  # ATen reads its capability cap when torch is imported
     from ..hw import hardware
 
@@ -173,8 +158,6 @@ def register_asv_machine(profile) -> str:
 
 def cmd_probe(args) -> dict:
     from ..hw.probes import ProbeOptions, probe
-    from ..hw.runtime import prepare_process
-
     opts = options_from_args(ProbeOptions, args)
     prepare_process(max(opts.threads), isa_cap=opts.isa_cap)  # OpenMP's pool at the largest count
     return probe(opts, progress=not args.json)
@@ -182,7 +165,6 @@ def cmd_probe(args) -> dict:
 
 # ----------------------------------------------------------------------------------------------- rollout-bench
 def cmd_rollout_bench(args) -> dict:
-    from ..hw.runtime import prepare_process, resolve_threads
     from ..train.rollout import RolloutBenchOptions, rollout_bench
 
     opts = options_from_args(RolloutBenchOptions, args)
@@ -192,7 +174,6 @@ def cmd_rollout_bench(args) -> dict:
 
 # ------------------------------------------------------------------------------------------- sweep, tune, baseline
 def cmd_sweep(args) -> dict:
-    from ..hw.runtime import prepare_process
     from ..runs.sweep import SweepOptions, sweep
 
     opts = options_from_args(SweepOptions, args)
@@ -201,7 +182,6 @@ def cmd_sweep(args) -> dict:
 
 
 def cmd_tune(args) -> dict:
-    from ..hw.runtime import prepare_process, resolve_threads
     from ..runs.tune import TuneOptions, tune
 
     opts = options_from_args(TuneOptions, args)

@@ -24,7 +24,7 @@ import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .cpu_tables import _AMD, _ARM_FEATURES, _ARM_PARTS, _INTEL_FAM6, _X86_FEATURES, FEATURES, ISA_CAPS  # noqa: F401
+from .cpu_tables import _AMD, _ARM_FEATURES, _INTEL_FAM6, _X86_FEATURES, ISA_CAPS
 from .parsers import (  # noqa: F401
     UNKNOWN,
     _int,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .cpu_tables import _AMD, _ARM_FEATURES, _ARM_PARTS, _INTEL_FAM6, _X86_FEATURES, FEATURES  # noqa: F401
+from .cpu_tables import _ARM_FEATURES, _ARM_PARTS, _X86_FEATURES
 
 UNKNOWN = "unknown"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.config import ALIASES, FIELD_NAMES, ConfigError, TrainConfig, from_columns, from_mapping, read_toml
-from ..core.store import TrialStore  # noqa: F401  (re-exported for callers)
+from ..core.store import TrialStore
 
 NOISY_SPREAD = 0.25
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.options import at_least, normalize, one_of
-from ..core.stats import paired_difference, wilson  # noqa: F401  (paired_difference re-exported)
+from ..core.stats import wilson
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ..core.config import TrainConfig
+from ..core.stats import paired_difference
 from ..hw.runtime import apply_threads, resolve_threads
 from .measure import CPUClock, RSSSampler, StepMeasurement
 
@@ -310,7 +311,7 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
 
     effective = effective_settings()
     requested = requested_settings(threads)
-    diff, lo, hi = evaluate.paired_difference(before.per_item, after.per_item)
+    diff, lo, hi = paired_difference(before.per_item, after.per_item)
 
     model_dir = run_dir / "model"
     loaded.model.save_pretrained(model_dir)
