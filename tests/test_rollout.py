@@ -27,3 +27,53 @@ def test_rollout_snapshots_follow_the_policy(tiny_dir):
     bf16.refresh()
     assert torch.allclose(bf16.model.model.layers[0].mlp.up_proj.weight.float(),
                           model.model.layers[0].mlp.up_proj.weight, atol=0.05, rtol=0.01)
+
+
+def _dynamic_reference(model):
+    """torch.ao's own quantize_dynamic over the same Linears (the rule the in-place refresh must reproduce)."""
+    import copy
+
+    names = {n for n, m in model.named_modules() if type(m) is torch.nn.Linear and n != "lm_head"}
+    ref = copy.deepcopy(model)
+    return torch.ao.quantization.quantize_dynamic(
+        ref, {n: torch.ao.quantization.default_dynamic_qconfig for n in names}, dtype=torch.qint8)
+
+
+def test_int8_refresh_in_place_matches_quantize_dynamic_and_follows_the_policy(tiny_dir):
+    model = models.load(str(tiny_dir)).model
+    snap = rollout.RolloutModel(model, "int8")
+    snap.refresh()
+    first = snap.module
+    ids = torch.tensor([[5, 17, 42, 9, 3]])
+    with torch.no_grad():
+        assert torch.equal(snap.module(ids).logits, _dynamic_reference(model)(ids).logits)
+        model.model.layers[1].self_attn.o_proj.weight.mul_(1.5)
+        snap.refresh()
+        assert snap.module is first  # requantized in place: the same modules, new weights
+        assert torch.equal(snap.module(ids).logits, _dynamic_reference(model)(ids).logits)
+
+
+def test_int8_lm_head_quantizes_an_untied_copy_and_leaves_the_embedding(tiny_dir):
+    model = models.load(str(tiny_dir)).model
+    embedding = model.model.embed_tokens.weight.detach().clone()
+    snap = rollout.RolloutModel(model, "int8", int8_lm_head=True)
+    snap.refresh()
+    assert isinstance(snap.module.lm_head, torch.ao.nn.quantized.dynamic.Linear)
+    assert torch.equal(snap.module.model.embed_tokens.weight, embedding)
+    assert torch.equal(model.model.embed_tokens.weight, embedding) and type(model.lm_head) is torch.nn.Linear
+    with torch.no_grad():
+        out = snap.module(torch.tensor([[5, 17, 42]])).logits
+        ref = model(torch.tensor([[5, 17, 42]])).logits
+    assert (out.argmax(-1) == ref.argmax(-1)).float().mean() > 0.6  # close to the float model, not equal
+
+
+def test_a_bf16_policy_is_generated_from_without_a_copy(tiny_dir):
+    model = models.load(str(tiny_dir)).model.to(torch.bfloat16)
+    snap = rollout.RolloutModel(model, "bf16")
+    snap.refresh()
+    assert snap.module.model.embed_tokens.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    int8 = rollout.RolloutModel(model, "int8")  # int8 from bf16 weights: the unquantized parts as fp32 copies
+    int8.refresh()
+    assert int8.module.model.embed_tokens.weight.dtype == torch.float32
+    with torch.no_grad():
+        assert int8.module(torch.tensor([[5, 17, 42]])).logits.isfinite().all()

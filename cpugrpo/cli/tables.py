@@ -45,6 +45,9 @@ def show_train(m: dict) -> None:
         print(f"only the warm-up step ran: {w['wall_s']:.2f} s (rollout {w['rollout_s']:.2f}, scoring "
               f"{w['scoring_s']:.3f}, update {w['update_s']:.2f}); samples/s {w['samples_per_s']:.2f}")
     b, a, c = m["accuracy_before"], m["accuracy_after"], m["accuracy_change"]
+    if b is None or a is None:
+        print(f"accuracy: not evaluated ({m.get('note', 'no evaluation')})")
+        return
     rows = []
     for level in list(b["by_difficulty"]) + ["overall"]:
         x = b["overall"] if level == "overall" else b["by_difficulty"][level]

@@ -15,10 +15,14 @@ from pathlib import Path
 from .errors import ConfigError
 from .knobs import _UNSET, Knob, field_type, knob, registry
 
-UPDATE_PRECISIONS = ("fp32", "bf16-autocast", "bf16")
+UPDATE_PRECISIONS = ("fp32", "bf16-autocast", "bf16", "bf16-sr")
 ROLLOUT_PRECISIONS = ("fp32", "bf16", "int8")
 REF_PRECISIONS = ("fp32", "bf16")
-OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adafactor")  # transformers' names
+# transformers' names: torch's fused and foreach AdamW, transformers' Adafactor, torchao's and bitsandbytes' 8-bit AdamW
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adafactor", "adamw_torch_8bit", "adamw_bnb_8bit")
+ADAPTERS = ("none", "lora")
+BASE_PRECISIONS = ("bf16", "fp32")
+LARGE_PRESETS = ("qwen2-0.5b", "qwen2-1.5b")  # the measured workload there is one prompt x 8 completions
 
 
 DIFFICULTIES = ("basic", "intermediate", "advanced")
@@ -34,34 +38,56 @@ class TrainConfig:
     """A training run. Every field is a knob (core/knobs.py): its flag, checks, tuner axis and report column come
     from the metadata declared here, and nowhere else."""
 
-    model: str = knob("tiny", "preset (tiny, small, qwen2-0.5b) or a local model directory", identity=True,
-                      workload=True)
+    model: str = knob("tiny", "preset (tiny, small, qwen2-0.5b, qwen2-1.5b) or a local model directory",
+                      identity=True, workload=True)
     steps: int = knob(600, "GRPO steps")  # +10.2 points [+6.9, +13.4] on tiny (docs/LOG.md); 300 gave +2.8
     threads: int | None = knob(None, "intra-op threads (default: every usable CPU)", axis=0, identity=True,
                                workload=True, bench=True)
     batch_size: int = knob(64, "completions per step (prompts per step x num generations)", axis=5,
                            column="prompts_per_step", tune_values=(4, 8, 16), quick_values=(4, 8),
-                           bench_values=(4, 8), identity=True, workload=True, bench=True)
+                           bench_values=(4, 8), identity=True, workload=True, bench=True,
+                           default_if=tuple(("model", m, 8) for m in LARGE_PRESETS))
+    micro_batch: int | None = knob(None, "completions per forward/backward: the step's batch is processed in micro-"
+                                   "batches of this size with gradients accumulated (same update, less activation "
+                                   "memory); default: the whole batch", identity=True, before=None,
+                                   default_if=tuple(("model", m, 4) for m in LARGE_PRESETS))
     num_generations: int = knob(8, "completions per prompt (the GRPO group size)", identity=True, workload=True)
     max_completion_length: int = knob(48, "max new tokens per completion", identity=True, workload=True)
     learning_rate: float = knob(3e-5, "learning rate")
-    optimizer: str = knob("adamw_torch_fused", "optimizer: fused AdamW (transformers' default), foreach AdamW, or "
-                          "Adafactor (factored second moments, less optimizer memory)", choices=OPTIMIZERS,
+    optimizer: str = knob("adamw_torch_fused", "optimizer: fused AdamW (transformers' default), foreach AdamW, "
+                          "Adafactor (factored second moments, no first moment: least memory), or 8-bit AdamW from "
+                          "torchao (torch.compile'd) or bitsandbytes", choices=OPTIMIZERS,
                           identity=True, before="adamw_torch_fused")
+    adapter: str = knob("none", "none: full-parameter update; lora: peft LoRA adapters on a frozen base",
+                        choices=ADAPTERS, identity=True, before="none")
+    lora_rank: int = knob(16, "LoRA rank r", before=16)
+    lora_alpha: int = knob(32, "LoRA alpha (the adapter's scale is alpha / r)", before=32)
+    lora_targets: str = knob("all-linear", "modules LoRA adapts: peft's 'all-linear' or comma-separated names "
+                             "(q_proj,v_proj)", before="all-linear")
+    base_precision: str = knob("bf16", "precision of the frozen base weights under an adapter (never updated)",
+                               choices=BASE_PRECISIONS, needs={"bf16": "bf16"}, before="bf16")
     temperature: float = knob(1.0, "sampling temperature of the rollouts", workload=True)
     seed: int = knob(0, "seed for data, sampling and the tiny preset", workload=True)
-    update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16)",
-                                 choices=UPDATE_PRECISIONS, axis=2, needs={"bf16-autocast": "bf16", "bf16": "bf16"},
+    update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16, updates rounded to "
+                                 "nearest; bf16-sr: weights in bf16, updates stochastically rounded)",
+                                 choices=UPDATE_PRECISIONS, axis=2, tune_values=("fp32", "bf16-autocast", "bf16"),
+                                 bench_values=("fp32", "bf16-autocast", "bf16"),
+                                 needs={"bf16-autocast": "bf16", "bf16": "bf16", "bf16-sr": "bf16"},
                                  identity=True, bench=True)
     rollout_precision: str = knob("fp32", "precision of the rollout snapshot (int8: dynamic quantization)",
                                   choices=ROLLOUT_PRECISIONS, axis=1, tune_values=("fp32", "int8", "bf16"),
                                   bench_values=ROLLOUT_PRECISIONS,
-                                  needs={"bf16": "bf16"}, identity=True, bench=True)
+                                  needs={"bf16": "bf16"}, identity=True, bench=True,
+                                  default_if=(("adapter", "lora", "bf16"),))
+    int8_lm_head: bool = knob(False, "int8 rollouts quantize the LM head too (an untied int8 copy of a tied head)",
+                              identity=True, before=False)
     gradient_checkpointing: bool = knob(False, "recompute activations in backward (less memory, more time)",
                                         axis=4, quick_values=(False,), label="checkpointing", identity=True,
                                         bench=True)
     shared_prefix: bool = knob(True, "update forward runs each distinct prompt once, not once per completion",
                                axis=3, identity=True, before=False, keyed_at_before=True)  # prefix.py
+    release_memory: bool = knob(True, "return freed blocks of 128 KiB or more to the OS at once (glibc mallopt "
+                                "M_MMAP_THRESHOLD): lower peak RSS", identity=True, before=False)
     beta: float = knob(0.0, "KL weight; > 0 adds a reference model", identity=True)
     ref_precision: str = knob("fp32", "reference model precision", choices=REF_PRECISIONS, label="reference precision")
     format_reward_weight: float = knob(0.25, "weight of the format reward", flag=None, workload=True)
@@ -99,6 +125,9 @@ class TrainConfig:
         need(self.batch_size % self.num_generations == 0,
              f"per-step batch {self.batch_size} is not divisible by num_generations {self.num_generations}: use "
              f"{_nearest_multiples(self.batch_size, self.num_generations)}")
+        need(self.micro_batch is None or (self.micro_batch >= 1 and self.batch_size % self.micro_batch == 0),
+             f"micro_batch {self.micro_batch} does not divide the batch {self.batch_size}: use a divisor of it, e.g. "
+             f"{self.num_generations}")
         need(self.max_completion_length >= 1, "max_completion_length must be at least 1")
         need(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got {self.learning_rate}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
@@ -106,6 +135,8 @@ class TrainConfig:
             v = getattr(self, name)
             if k.choices and not isinstance(v, tuple):
                 need(v in k.choices, f"unknown {k.text(name)} {v!r}: use one of {', '.join(map(str, k.choices))}")
+        need(self.lora_rank >= 1, f"lora_rank must be at least 1, got {self.lora_rank}")
+        need(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
         need(self.beta >= 0, f"beta must be >= 0 (0 disables the reference model), got {self.beta}")
         need(self.format_reward_weight >= 0, "format_reward_weight must be >= 0")
         need(self.memory_budget_gb is None or self.memory_budget_gb > 0,
@@ -231,6 +262,15 @@ def resolve_config(file: str | Path | None, flags: dict) -> tuple[TrainConfig, d
     flags = {k: v for k, v in flags.items() if v is not None}
     cfg = from_mapping(flags, cfg, "command-line flags")
     origin.update({k: "flag" for k in flags})
+    contextual = {}
+    for name, k in KNOBS.items():
+        if name not in origin:
+            hit = next(((o, v, d) for o, v, d in k.default_if if getattr(cfg, o) == v), None)
+            if hit is not None and getattr(cfg, name) != hit[2]:
+                contextual[name] = hit[2]
+                origin[name] = f"default for {hit[0]}={hit[1]}"
+    if contextual:
+        cfg = from_mapping(contextual, cfg, "contextual defaults")
     return cfg, origin
 
 

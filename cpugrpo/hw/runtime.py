@@ -95,6 +95,28 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_PID_VAR = "CPUGRPO_PARENT_PID"  # set by the parent of a measuring child: the pid it must outlive
 
 
+MMAP_THRESHOLD = 128 * 1024  # bytes: glibc's initial threshold, held fixed
+
+
+def release_freed_memory(on: bool) -> bool:
+    """With ``on``: glibc serves every allocation of 128 KiB or more by its own mmap and unmaps it on free, so a freed
+    activation or optimizer temporary goes back to the OS at once (``mallopt(M_MMAP_THRESHOLD)``, which also turns off
+    glibc's adaptive threshold: after freeing a large block glibc otherwise raises the threshold up to 32 MiB and
+    keeps later blocks of that size in its heap, where the process's resident size only grows). Measured at the
+    0.5B shape: peak RSS 3.1 GB instead of 4.2 GB for the same run (docs/LOG.md). Returns whether it took effect
+    (False off glibc, or when ``on`` is False: the allocator is then left as it is)."""
+    if not on:
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, MMAP_THRESHOLD))  # M_MMAP_THRESHOLD = -3 (malloc.h)
+    except (OSError, AttributeError):
+        return False
+
+
 def _set_pdeathsig(sig: int) -> bool:
     """Linux: ask the kernel to send ``sig`` to this process when the thread that started it exits."""
     import ctypes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ..core.config import IDENTITY_KEYS, dump_toml
+from ..core.config import BEFORE_THE_KNOB, IDENTITY_KEYS, dump_toml
 from . import analysis
 
 TUNED_KEYS = IDENTITY_KEYS  # every knob a trial's identity holds (core/config.py)
@@ -80,7 +80,7 @@ def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict
     """The recommendation: ``train`` (the knobs), ``reasons`` (a line per decision: each axis with its rank-test
     decision, the finalists, the quality gate and what it turned down) and ``evidence`` (trial ids and numbers)."""
     cfg = chosen["config"]
-    train = {k: cfg[k] for k in TUNED_KEYS}
+    train = {k: cfg.get(k, BEFORE_THE_KNOB.get(k)) for k in TUNED_KEYS if k in cfg or k in BEFORE_THE_KNOB}
     reasons = {}
     for r in record:
         key = "batch_size" if r["axis"] == "prompts_per_step" else r["axis"]

@@ -7,8 +7,9 @@
   the warm-start entry: "a number must be one token wherever it stands").
   Built once, deterministically from a seed, and cached under the user's cache directory; results record it as
   ``tiny`` plus its cache key (``Loaded.cache_key``), never by the cache's path.
-- ``small`` (36.5M) and ``qwen2-0.5b`` (the Qwen2-0.5B-Instruct shape, 494.0M parameters): random weights, for
-  throughput and memory only. Their accuracy is meaningless; ``Preset.random_weights`` says so to every caller.
+- ``small`` (36.5M), ``qwen2-0.5b`` (the Qwen2-0.5B-Instruct shape, 494.0M parameters) and ``qwen2-1.5b`` (the
+  Qwen2-1.5B-Instruct shape, 1.54B): random weights, built directly in the dtype asked for, for throughput and memory
+  only. Their accuracy is meaningless; ``Preset.random_weights`` says so to every caller.
 - any local Hugging Face model directory (or a hub id where the hub is reachable); ``trust_remote_code`` is off.
 """
 
@@ -86,6 +87,8 @@ PRESETS = {
     "small": Preset("small", 512, 12, 8, 2, 1536, None, True, True),
     # Qwen2-0.5B-Instruct's config.json, with its vocabulary; our tokenizer uses only the first ids.
     "qwen2-0.5b": Preset("qwen2-0.5b", 896, 24, 14, 2, 4864, 151936, True, True, 32768, 1000000.0),
+    # Qwen2-1.5B-Instruct's config.json (1.54B parameters): speed and memory only.
+    "qwen2-1.5b": Preset("qwen2-1.5b", 1536, 28, 12, 2, 8960, 151936, True, True, 32768, 1000000.0),
 }
 
 
@@ -141,14 +144,16 @@ def prompt_text(tokenizer, question: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- presets
-def _random_model(preset: Preset, tokenizer, seed: int):
+def _random_model(preset: Preset, tokenizer, seed: int, dtype=None):
+    """A randomly initialised model of ``preset``'s shape, built directly in ``dtype`` (a 1.5B model built in fp32
+    and then cast would hold both copies for a moment: 9 GB at its peak instead of 3)."""
     import torch
     from transformers import Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     config = preset.qwen2_config(len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
-    model = Qwen2ForCausalLM(config)
+    model = Qwen2ForCausalLM._from_config(config, dtype=dtype or torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = None
@@ -372,9 +377,7 @@ def load(spec: str = "tiny", seed: int = 0, dtype=None, progress: bool = True) -
             cache_key = path.name
         else:
             tokenizer = local_tokenizer(seed)
-            model = _random_model(preset, tokenizer, seed)
-            if dtype is not None:
-                model = model.to(dtype)
+            model = _random_model(preset, tokenizer, seed, dtype)
             return Loaded(model.eval(), tokenizer, spec, True)
     where = str(path) if path else spec
     try:

@@ -9,10 +9,14 @@ batch 1 / 8 / 32 in docs/LOG.md's no-AMX entry, which is why the tuner measures 
 
 - ``fp32``: the snapshot's parameters alias the policy's fp32 tensors (no copy, always current). If the policy holds
   bf16 weights, they are up-cast into a separate fp32 copy.
-- ``bf16``: a bf16 copy, refreshed in place by a casting copy.
-- ``int8``: ``torch.ao.quantization.quantize_dynamic`` over every ``nn.Linear`` except a tied ``lm_head`` (quantizing
-  it would also quantize the input embedding it shares weights with). Rebuilt each refresh. The API is deprecated in
-  torch 2.13 but works; torchao int8 is only fast under torch.compile (30-60 s compile), so it is not used here.
+- ``bf16``: a bf16 copy, refreshed in place by a casting copy; or, when the policy itself holds bf16 weights (bf16
+  updates, a bf16 base under LoRA), the policy's own tensors (no copy).
+- ``int8``: every ``nn.Linear`` becomes torch.ao's dynamically quantized Linear (per-tensor symmetric int8, the rule
+  of ``quantize_dynamic``'s default qconfig, bit-identical to it: tests/test_rollout.py), built once; a refresh
+  requantizes the policy's current weights into those modules in place (no module tree rebuilt per step). A tied
+  ``lm_head`` stays float unless ``int8_lm_head``: then the snapshot gets its own int8 copy of it and the input
+  embedding is left as it is. Parts not quantized alias fp32 policy weights, or are fp32 copies of bf16 ones. The
+  API is deprecated in torch 2.13 but works; torchao int8 is only fast under torch.compile (30-60 s compile).
 
 Departure from on-policy GRPO: with bf16 or int8 rollouts, completions come from a slightly different policy than the
 one the loss differentiates. TRL then treats the fp32 log-probs as the "old" policy, as in its own non-vLLM path.
@@ -71,9 +75,11 @@ def rollout_bench(opts: RolloutBenchOptions, progress: bool = True) -> dict:
 
 
 class RolloutModel:
-    """Generation-only view of ``policy`` at ``precision``. Call ``refresh()`` after every optimizer step."""
+    """Generation-only view of ``policy`` at ``precision``. Call ``refresh()`` after every optimizer step.
 
-    def __init__(self, policy, precision: str = "fp32"):
+    ``int8_lm_head``: with int8, quantize a tied LM head too, as an untied int8 copy (the embedding stays as it is)."""
+
+    def __init__(self, policy, precision: str = "fp32", int8_lm_head: bool = False):
         import torch
 
         if precision not in PRECISIONS:
@@ -82,25 +88,40 @@ class RolloutModel:
         self.precision = precision
         self.refresh_seconds = 0.0
         self._model = None
+        self._int8: list = []  # (quantized module, policy weight, policy bias) refreshed in place
         policy_dtype = next(policy.parameters()).dtype
-        # fp32 and int8 read the policy's own fp32 Parameters; otherwise the snapshot owns a cast copy.
-        self._alias = precision in ("fp32", "int8") and policy_dtype == torch.float32
         target = torch.bfloat16 if precision == "bf16" else torch.float32
-        self._float = _structural_copy(policy, None if self._alias else target)
+        # The snapshot reads the policy's own Parameters when they already are the precision it computes in (fp32
+        # for fp32 and int8's unquantized parts, bf16 for bf16): no copy, always current. Otherwise it owns a cast
+        # copy; int8 never copies the Linear weights it quantizes.
+        self._alias = policy_dtype == target
+        skip = _int8_targets(policy, int8_lm_head) if precision == "int8" else set()
+        self._float = _structural_copy(policy, None if self._alias else target, skip=skip)
         self._float.eval()
         if getattr(self._float, "is_gradient_checkpointing", False):
             self._float.gradient_checkpointing_disable()
+        if precision == "int8":
+            self._int8 = _install_int8(self._float, policy, skip)
+        head = self._float.get_output_embeddings() if hasattr(self._float, "get_output_embeddings") else None
+        if head is not None:
+            head.register_forward_pre_hook(_contiguous_input)
+        # (snapshot tensor, policy tensor) pairs a refresh copies: matched by name, after the int8 swap
+        source = dict(policy.named_parameters(remove_duplicate=False))
+        self._copies = [] if self._alias else [(t, source[n]) for n, t in self._float.named_parameters()]
 
     def refresh(self) -> None:
-        """Bring the snapshot up to date with the policy's current weights."""
+        """Bring the snapshot up to date with the policy's current weights (int8: requantized in place)."""
         import torch
 
         t0 = time.perf_counter()
         with torch.no_grad():
-            if not self._alias:
-                for s, p in zip(self._float.parameters(), self.policy.parameters(), strict=True):
-                    s.copy_(p)
-            self._model = quantize_int8(self._float) if self.precision == "int8" else self._float
+            for s, p in self._copies:
+                s.copy_(p)
+            with warnings.catch_warnings():  # torch 2.13 deprecates the quantized tensor API it still runs on
+                warnings.simplefilter("ignore")
+                for q, w, b in self._int8:
+                    q.set_weight_bias(_quantize_weight(w), None if b is None else b.detach().float())
+            self._model = self._float
         self.refresh_seconds = time.perf_counter() - t0
 
     @property
@@ -123,31 +144,94 @@ class RolloutModel:
         return self._model
 
 
-def _structural_copy(model, dtype):
+def _contiguous_input(module, args):
+    """The LM head's input made contiguous. Generation feeds it ``hidden[:, -1:, :]``, a strided view; for such a
+    3-d input and a weight that does not require grad (a frozen base under LoRA) torch's matmul does not fold the
+    batch into one GEMM but broadcasts the weight to every row: 8 copies of a 151,936 x 896 head, 2.1 GB at the
+    0.5B shape, measured. Row-major strides (``is_contiguous()`` ignores size-1 dimensions, so a plain
+    ``.contiguous()`` would keep the view) take the folded path: one GEMM, no copy of the weight."""
+    x = args[0]
+    return (x.clone(memory_format=torch_contiguous()),) + tuple(args[1:])
+
+
+def torch_contiguous():
+    import torch
+
+    return torch.contiguous_format
+
+
+def _structural_copy(model, dtype, skip: set = frozenset()):
     """A deep copy of ``model``'s modules. dtype None: share the very same Parameter objects (no weight memory);
-    else: fresh, gradient-free parameters cast to ``dtype``. Never materialises a transient full fp32 copy."""
+    else: fresh, gradient-free parameters cast to ``dtype``. Never materialises a transient full fp32 copy.
+    ``skip``: ids of parameters to share rather than copy (Linear weights about to be replaced by int8 ones)."""
     import torch
 
     memo = {}
     for p in model.parameters():
         if id(p) not in memo:
-            memo[id(p)] = p if dtype is None else torch.nn.Parameter(p.detach().to(dtype), requires_grad=False)
-    return copy.deepcopy(model, memo)
+            memo[id(p)] = p if dtype is None or id(p) in skip else \
+                torch.nn.Parameter(p.detach().to(dtype), requires_grad=False)
+    out = copy.deepcopy(model, memo)
+    for m in out.modules():
+        # A forward patched onto the instance (TRL's fused LM head) is a closure over the *original* module: the
+        # copy would run the policy, not itself. The snapshot only generates, so it runs its class's forward.
+        m.__dict__.pop("forward", None)
+    return out
 
 
-def quantize_int8(model):
-    """Dynamic int8 copy of ``model``: every nn.Linear except a tied lm_head; the source is left untouched."""
+def _int8_targets(model, int8_lm_head: bool) -> set:
+    """ids of the Linear weights (and biases) int8 rollouts quantize: every nn.Linear, a tied LM head only when asked
+    (it is then quantized as its own copy; the input embedding it shares a tensor with stays as it is)."""
     import torch
 
     tied = bool(getattr(getattr(model, "config", None), "tie_word_embeddings", False))
-    names = {name for name, m in model.named_modules()
-             if isinstance(m, torch.nn.Linear) and not (tied and name.endswith("lm_head"))}
-    shell = _structural_copy(model, None)  # modules copied, weights shared: quantizing it leaves `model` intact
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(
-            shell, {name: torch.ao.quantization.default_dynamic_qconfig for name in names}, dtype=torch.qint8,
-            inplace=True)
+    out = set()
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Linear) and not (tied and name.endswith("lm_head") and not int8_lm_head):
+            out.add(id(m.weight))
+            if m.bias is not None:
+                out.add(id(m.bias))
+    return out
+
+
+def _quantize_weight(w):
+    """Per-tensor symmetric int8, the rule of torch.ao's default dynamic qconfig (MinMax observer, qint8)."""
+    import torch
+
+    w = w.detach().float()
+    obs = torch.ao.quantization.default_weight_observer()
+    obs(w)
+    scale, zero_point = obs.calculate_qparams()
+    return torch.quantize_per_tensor(w, float(scale), int(zero_point), torch.qint8)
+
+
+def _install_int8(snapshot, policy, targets: set) -> list:
+    """Replace every targeted nn.Linear of ``snapshot`` by a dynamically quantized Linear (torch.ao's, fbgemm or
+    onednn kernels), keeping which policy tensors it is refreshed from. Refreshes then requantize in place: no module
+    rebuilt, no Python deepcopy per step."""
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    sources = {name: m for name, m in policy.named_modules() if isinstance(m, torch.nn.Linear)}
+    out = []
+    for name, m in list(snapshot.named_modules()):
+        if not isinstance(m, torch.nn.Linear) or name not in sources or id(sources[name].weight) not in targets:
+            continue
+        src = sources[name]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = DynamicLinear(m.in_features, m.out_features, bias_=m.bias is not None, dtype=torch.qint8)
+        parent_name, _, child = name.rpartition(".")
+        setattr(snapshot.get_submodule(parent_name) if parent_name else snapshot, child, q)
+        out.append((q, src.weight, src.bias))
+    return out
+
+
+def quantize_int8(model, int8_lm_head: bool = False):
+    """Dynamic int8 copy of ``model`` (its Linears; a tied lm_head only with ``int8_lm_head``); ``model`` untouched."""
+    snap = RolloutModel(model, "int8", int8_lm_head=int8_lm_head)
+    snap.refresh()
+    return snap.module
 
 
 def bench_decode(policy, tokenizer, precisions=PRECISIONS, batch_size: int = 8, new_tokens: int = 64,

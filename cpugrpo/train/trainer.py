@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..core.config import TrainConfig
 from ..core.stats import paired_difference
-from ..hw.runtime import apply_threads, resolve_threads
+from ..hw.runtime import apply_threads, release_freed_memory, resolve_threads
 from .measure import CPUClock, RSSSampler, StepMeasurement
 
 
@@ -62,7 +62,8 @@ def grpo_args(cfg: TrainConfig, output_dir: str):
         use_cpu=True,
         bf16=cfg.update_precision == "bf16-autocast",
         gradient_checkpointing=cfg.gradient_checkpointing,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=cfg.micro_batch or cfg.batch_size,
+        gradient_accumulation_steps=cfg.batch_size // (cfg.micro_batch or cfg.batch_size),
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
@@ -86,6 +87,42 @@ def grpo_args(cfg: TrainConfig, output_dir: str):
     )
 
 
+def weights_dtype(cfg: TrainConfig):
+    """The dtype the model's weights are held in: bf16 for bf16 updates (nearest or stochastic rounding), the base
+    precision under an adapter, else fp32. The loader builds the model in it directly."""
+    import torch
+
+    if cfg.adapter != "none":
+        return torch.bfloat16 if cfg.base_precision == "bf16" else torch.float32
+    return torch.bfloat16 if cfg.update_precision in ("bf16", "bf16-sr") else torch.float32
+
+
+OPTIONAL = {"adamw_torch_8bit": "torchao", "adamw_bnb_8bit": "bitsandbytes"}
+
+
+def check_installed(cfg: TrainConfig) -> None:
+    """Refuse, before anything loads, an optimizer whose library is not installed (they are an optional extra)."""
+    import importlib.util
+
+    from ..core.errors import ConfigError
+
+    need = OPTIONAL.get(cfg.optimizer)
+    if need and importlib.util.find_spec(need) is None:
+        raise ConfigError(f"optimizer {cfg.optimizer} needs {need}, which is not installed: pip install -e "
+                          f"'.[lowbit]', or use --optimizer adafactor (the least optimizer memory)")
+
+
+def lora_config(cfg: TrainConfig):
+    """peft's LoraConfig for ``cfg``: rank, alpha and target modules from the knobs, no dropout (GRPO's log-probs
+    of the old and new policy must come from the same function)."""
+    from peft import LoraConfig
+
+    targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else \
+        [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=targets,
+                      task_type="CAUSAL_LM")
+
+
 def make_trainer_class():
     """Build the GRPOTrainer subclass lazily (importing trl is slow and must follow the thread settings)."""
     import torch
@@ -95,7 +132,9 @@ def make_trainer_class():
     from .prefix import shared_prefix_logps
 
     class CPUGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args, rollout_model=None, extra_loss=None, shared_prefix=False, **kwargs):
+        def __init__(self, *args, rollout_model=None, extra_loss=None, shared_prefix=False,
+                     stochastic_rounding=False, **kwargs):
+            self.stochastic_rounding = stochastic_rounding
             super().__init__(*args, **kwargs)
             self.shared_prefix = shared_prefix
             self.rollout_model = rollout_model
@@ -152,6 +191,14 @@ def make_trainer_class():
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **mm)
+
+        def create_optimizer(self, *args, **kwargs):
+            opt = super().create_optimizer(*args, **kwargs)
+            if self.stochastic_rounding:
+                from .lowbit import with_stochastic_rounding
+
+                self.optimizer = with_stochastic_rounding(opt)
+            return self.optimizer
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             t0 = time.perf_counter()
@@ -238,13 +285,15 @@ def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progres
     from .rewards import correctness_reward, format_reward
     from .rollout import RolloutModel
 
-    if cfg.update_precision == "bf16":
-        model.to(torch.bfloat16)
+    model.to(weights_dtype(cfg))  # a no-op when the loader built it so
     if cfg.gradient_checkpointing:
         model.config.use_cache = False  # generation uses the snapshot, which keeps its own cache setting
-    rollout = RolloutModel(model, cfg.rollout_precision)  # before TRL wraps the model's forward
+    lora = cfg.adapter == "lora"
+    # Full-parameter runs snapshot the model before TRL wraps its forward; LoRA runs snapshot the peft model TRL
+    # builds (the base plus unmerged adapters; the reference model is then the base with adapters disabled).
+    rollout = None if lora else RolloutModel(model, cfg.rollout_precision, cfg.int8_lm_head)
     ref = None
-    if cfg.beta > 0:
+    if cfg.beta > 0 and not lora:
         ref = copy.deepcopy(model).to(torch.bfloat16 if cfg.ref_precision == "bf16" else torch.float32).eval()
         for p in ref.parameters():
             p.requires_grad_(False)
@@ -256,9 +305,19 @@ def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progres
         args = grpo_args(cfg, str(output_dir))
         if reward_funcs:
             args.reward_weights = [1.0] * len(reward_funcs)
+        if lora:
+            args.beta = cfg.beta  # TRL's reference for a peft model: the same model with its adapters disabled
         trainer = Trainer(model=model, reward_funcs=reward_funcs or [correctness_reward, format_reward],
                           args=args, train_dataset=dataset, processing_class=tokenizer,
-                          rollout_model=rollout, extra_loss=extra_loss, shared_prefix=cfg.shared_prefix)
+                          rollout_model=rollout, extra_loss=extra_loss, shared_prefix=cfg.shared_prefix,
+                          peft_config=lora_config(cfg) if lora else None,
+                          stochastic_rounding=cfg.update_precision == "bf16-sr")
+        if lora:
+            if cfg.update_precision in ("bf16", "bf16-sr"):  # the adapters themselves in bf16 (peft made them fp32)
+                for p in trainer.model.parameters():
+                    if p.requires_grad:
+                        p.data = p.data.to(torch.bfloat16)
+            trainer.rollout_model = RolloutModel(trainer.model, cfg.rollout_precision, cfg.int8_lm_head)
         if ref is not None:
             _attach_reference(trainer, ref, cfg.beta)
         trainer.remove_callback(PrinterCallback)   # prints raw log dicts to stdout
@@ -267,6 +326,8 @@ def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progres
         cb.trainer = trainer
         trainer.add_callback(cb)
         trainer.train()
+        if lora:  # the adapters folded into the base, in place: evaluation and saving see one plain model
+            trainer.model.merge_and_unload()
     bar.close()
     model.eval()
     return records
@@ -293,32 +354,42 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
     from .memory import fit_batch, shape_of
 
     threads = resolve_threads(cfg.threads)
+    check_installed(cfg)
     if not fitted:
         cfg = fit_batch(cfg, shape_of(cfg.model))  # refuses before anything is loaded
     run_dir = Path(run_dir)
     effective_threads = apply_threads(threads)
+    release_freed_memory(cfg.release_memory)
     t0 = time.perf_counter()
-    loaded = models.load(cfg.model, seed=cfg.seed, progress=progress)
+    loaded = models.load(cfg.model, seed=cfg.seed, progress=progress, dtype=weights_dtype(cfg))
     load_s = time.perf_counter() - t0
     eval_kw = dict(n=cfg.eval_n, seed=cfg.seed, precision=cfg.eval_precision, progress=progress,
                    random_weights=loaded.random_weights, max_new_tokens=cfg.max_completion_length)
-    before = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw)
+    # A random-weight preset's accuracy means nothing, and evaluating it is minutes of decoding at 0.5B (plus an
+    # fp32 copy of bf16 weights): skipped, and the metrics say so.
+    evaluating = not loaded.random_weights
+    before = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw) if evaluating else None
     t1 = time.perf_counter()
     steps = run_grpo(cfg, loaded.model, loaded.tokenizer, run_dir / "trl", progress)
     train_s = time.perf_counter() - t1
-    after = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw)
+    after = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw) if evaluating else None
     from ..hw.effective import compare, effective_settings, requested_settings
 
     effective = effective_settings()
     requested = requested_settings(threads)
-    diff, lo, hi = paired_difference(before.per_item, after.per_item)
+    if evaluating:
+        diff, lo, hi = paired_difference(before.per_item, after.per_item)
+        change = {"difference": diff, "ci95": [lo, hi], "method": "paired, Newcombe method 10"}
+    else:
+        change = None
 
     model_dir = run_dir / "model"
-    loaded.model.save_pretrained(model_dir)
-    loaded.tokenizer.save_pretrained(model_dir)
-    (model_dir / "cpugrpo_build.json").write_text(json.dumps({"trained_from": loaded.source,
-                                                              "trained_from_cache_key": loaded.cache_key,
-                                                              "random_weights": loaded.random_weights}))
+    if not loaded.random_weights:  # a trained random-weight preset is worth nothing, and 1-3 GB of disk at 0.5-1.5B
+        loaded.model.save_pretrained(model_dir)
+        loaded.tokenizer.save_pretrained(model_dir)
+        (model_dir / "cpugrpo_build.json").write_text(json.dumps({"trained_from": loaded.source,
+                                                                  "trained_from_cache_key": loaded.cache_key,
+                                                                  "random_weights": loaded.random_weights}))
     save_toml(cfg, run_dir / "config.toml")
     metrics = {
         "model": loaded.source,
@@ -328,9 +399,9 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
         "effective": {"threads": effective_threads, "batch_size": cfg.batch_size,
                       "prompts_per_step": cfg.prompts_per_step, **effective,
                       "flags": compare(requested, effective)},
-        "accuracy_before": before.to_dict(),
-        "accuracy_after": after.to_dict(),
-        "accuracy_change": {"difference": diff, "ci95": [lo, hi], "method": "paired, Newcombe method 10"},
+        "accuracy_before": before.to_dict() if before else None,
+        "accuracy_after": after.to_dict() if after else None,
+        "accuracy_change": change,
         "timing": {"load_s": load_s, "train_s": train_s},
         "summary": summarize(steps),
         "steps": [s.to_dict() for s in steps],
@@ -338,6 +409,6 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
         "run_dir": str(run_dir),
     }
     if loaded.random_weights:
-        metrics["note"] = f"{cfg.model} has random weights: its accuracy is not meaningful"
+        metrics["note"] = f"{cfg.model} has random weights: its accuracy is not meaningful, so it was not evaluated"
     atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -72,7 +72,10 @@ def as_train_config(trl_args: dict, cfg) -> dict:
             "steps": trl_args["max_steps"], "beta": trl_args["beta"], "temperature": trl_args["temperature"],
             "update_precision": "bf16-autocast" if bf16 else "fp32",
             "rollout_precision": "bf16" if rollout == "bfloat16" else "fp32",
-            "gradient_checkpointing": trl_args["gradient_checkpointing"], "shared_prefix": False}
+            "gradient_checkpointing": trl_args["gradient_checkpointing"], "shared_prefix": False,
+            "adapter": "none", "int8_lm_head": False, "release_memory": False,
+            "micro_batch": trl_args["per_device_train_batch_size"] if trl_args["gradient_accumulation_steps"] > 1
+            else None}
 
 
 def _watch_generation_dtype(model, seen: dict):
