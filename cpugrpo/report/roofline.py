@@ -72,7 +72,8 @@ def roofline_rows(df, probes, llc_bytes: float | None = None) -> tuple[list[dict
         threads = None if (isinstance(r.threads, float) and math.isnan(r.threads)) else r.threads
         # the ceiling: the best probe sample of the fastest dtype the update runs (a bf16 update still runs the LM
         # head's gradient GEMMs in fp32, so its work is split between dtypes and the faster one bounds it)
-        dtypes = ["fp32"] + (["bf16"] if "bf16" in str(r.update_precision) or
+        # (under an adapter the frozen base may be bf16: the bf16 peak then counts too)
+        dtypes = ["fp32"] + (["bf16"] if "bf16" in str(r.update_precision) or r.get("adapter") == "lora" or
                              (r.get("beta", 0) and "bf16" in str(r.get("ref_precision", ""))) else [])
         peaks = [p for p in (probe_peak(probes, d, threads, "max") for d in dtypes) if p]
         peak = max(peaks) if peaks else None

@@ -77,7 +77,7 @@ def forward_flops(d: Dims, rows: int, q_len: int, kv_len: int, head: int) -> dic
     return {"linear": linear, "attention": attention, "head": head_flops, "total": linear + attention + head_flops}
 
 
-def executed_flops(d: Dims, work: list[dict], checkpointing: bool = False) -> dict:
+def executed_flops(d: Dims, work: list[dict], checkpointing: bool = False, frozen: bool = False) -> dict:
     """FLOPs of the forwards in ``work`` plus the backward of those run with gradients (and the backbone's recomputed
     forward under gradient checkpointing). ``work`` entries: rows, q_len, kv_len, head, grad, and ``used="kv"`` for a
     forward whose only used outputs are its KV cache (the shared prefix): autograd then skips the last layer's
@@ -87,6 +87,13 @@ def executed_flops(d: Dims, work: list[dict], checkpointing: bool = False) -> di
     >>> w = [dict(rows=3, q_len=5, kv_len=7, head=6, grad=True), dict(rows=3, q_len=5, kv_len=7, head=6)]
     >>> executed_flops(d, w)["total"], executed_flops(d, w, checkpointing=True)["total"]
     (26400, 32400)
+
+    ``frozen``: the matmul weights do not require gradients (a frozen base under LoRA): the backward computes input
+    gradients only, 1x the projections' forward (attention, which has no weights, still 2x) and 2x the head's (its
+    recomputed logits and the input gradient). The adapters' own small matmuls are not counted (an undercount).
+
+    >>> executed_flops(d, w, frozen=True)["total"]  # 12960 forward + 4320 + 2 x 1680 + 2 x 480
+    21600
     """
     out = {"forward": 0, "backward": 0, "recompute": 0}
     for w in work:
@@ -95,11 +102,12 @@ def executed_flops(d: Dims, work: list[dict], checkpointing: bool = False) -> di
         if not w.get("grad"):
             continue
         body = f["linear"] + f["attention"]
-        back = 2 * body
+        per_weight = 1 if frozen else 2  # backward FLOPs per forward FLOP of a projection
+        back = per_weight * f["linear"] + 2 * f["attention"]
         if w.get("used") == "kv":  # layers 0..L-2 in full, the last layer's k and v projections only
             kv = 2 * w["rows"] * w["q_len"] * 2 * d.hidden * d.kv_heads * d.head_dim
-            back = 2 * (body * (d.layers - 1) / d.layers + kv)
-        out["backward"] += back + 3 * f["head"]
+            back = back * (d.layers - 1) / d.layers + per_weight * kv
+        out["backward"] += back + (2 if frozen else 3) * f["head"]
         if checkpointing:
             out["recompute"] += body
     out["total"] = out["forward"] + out["backward"] + out["recompute"]

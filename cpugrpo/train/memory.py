@@ -20,11 +20,21 @@ from pathlib import Path
 
 from ..core.config import ConfigError, TrainConfig
 
-BASELINE_MB = 700.0   # fitted (see module docstring)
+BASELINE_MB = 700.0   # python, torch, transformers, trl, the data (fitted)
 ACT_PER_HIDDEN = 48     # saved fp32 activation bytes per layer per token, per unit of hidden size (fitted)
 ACT_PER_INTER = 10      # ... per unit of MLP intermediate size (fitted)
-LOGIT_COPIES = 4        # logits, log-softmax, its grad and a temporary, per token, per vocab entry
+LOGIT_COPIES = 4        # logits, log-softmax, its grad and a temporary, per token, per vocab entry of a head chunk
+HEAD_CHUNK = 32768      # TRL's fused head scores the vocabulary in chunks of this many entries
 PROMPT_TOKENS = 80      # prompt length of the synthetic problems (chat template included), in tokens
+LORA_TARGETS = 7        # all-linear on a Qwen2 layer: q, k, v, o, gate, up, down
+# Optimizer state bytes per parameter (per element of the stepped tensor's dtype where it follows the weights) and
+# the transient of one step as bytes per element of the largest tensor (measured on a 151,936 x 896 bf16 embedding
+# plus three layer matrices, docs/LOG.md: bitsandbytes' CPU path +3.4 GB, transformers' Adafactor +2.0 GB, torch's
+# fused AdamW +0.4 GB; stochastic rounding steps 16 MiB row blocks, so its transient is negligible).
+STATE_BYTES = {"adamw_torch_fused": 2.0, "adamw_torch": 2.0, "adafactor": 0.0, "adamw_torch_8bit": 2.0 / 4,
+               "adamw_bnb_8bit": 2.0 / 4}  # x the state dtype's bytes (8-bit: 1 byte each, whatever the weights)
+TRANSIENT_BYTES = {"adamw_torch_fused": 3.0, "adamw_torch": 4.0, "adafactor": 16.0, "adamw_torch_8bit": 8.0,
+                   "adamw_bnb_8bit": 24.0}
 
 
 @dataclass(frozen=True)
@@ -60,28 +70,45 @@ def shape_of(model_spec: str) -> Shape:
 
 
 def estimate_peak_mb(shape: Shape, cfg: TrainConfig, batch_size: int | None = None) -> dict:
-    """Estimated peak RSS in MiB for one GRPO step, by component."""
+    """Estimated peak RSS in MiB for one GRPO step, by component. ``batch_size``: the step's completions (the
+    activations scale with the micro-batch, ``cfg.micro_batch``, when it is set and smaller)."""
     b = batch_size or cfg.batch_size
-    wbytes = 2 if cfg.update_precision == "bf16" else 4
+    micro = min(b, cfg.micro_batch or b)
     mb = 2**20
-    weights = shape.n_params * wbytes / mb
-    grads = weights
-    adam = 2 * weights
-    rollout = {"fp32": 0.0 if wbytes == 4 else shape.n_params * 4 / mb,
-               "bf16": shape.n_params * 2 / mb,
-               "int8": shape.n_params * 1 / mb}[cfg.rollout_precision]
-    ref = 0.0 if cfg.beta == 0 else shape.n_params * (2 if cfg.ref_precision == "bf16" else 4) / mb
+    lora = cfg.adapter != "none"
+    bf16_weights = cfg.base_precision == "bf16" if lora else cfg.update_precision in ("bf16", "bf16-sr")
+    wbytes = 2 if bf16_weights else 4
+    n, emb = shape.n_params, shape.vocab * shape.hidden
+    largest = emb if not lora else 0
+    if lora:  # rank x (in + out) per adapted matrix, fp32 (bf16 under bf16 updates)
+        trainable = shape.layers * LORA_TARGETS * cfg.lora_rank * (2 * shape.hidden + shape.intermediate) * 1.2
+        tbytes = 2 if cfg.update_precision in ("bf16", "bf16-sr") else 4
+    else:
+        trainable, tbytes = n, wbytes
+    sr = cfg.update_precision == "bf16-sr"
+    state_dtype = 4 if (sr or tbytes == 4) else 2  # stochastic rounding steps fp32 proxies: fp32 state
+    state = STATE_BYTES[cfg.optimizer] * (4 if "8bit" in cfg.optimizer else state_dtype)
+    transient = 0.0 if sr else TRANSIENT_BYTES[cfg.optimizer] * largest / mb
+    weights = n * wbytes / mb
+    grads = trainable * tbytes / mb
+    optimizer = trainable * state / mb + transient
+    linear = n - emb  # every matmul weight but a tied head
+    rollout = {"fp32": 0.0 if wbytes == 4 else n * 4 / mb,
+               "bf16": 0.0 if wbytes == 2 else n * 2 / mb,
+               "int8": (linear + (emb if cfg.int8_lm_head else 0)) / mb + (emb * 4 / mb if wbytes == 2 else 0.0),
+               }[cfg.rollout_precision]
+    ref = 0.0 if cfg.beta == 0 or lora else n * (2 if cfg.ref_precision == "bf16" else 4) / mb
     tokens = PROMPT_TOKENS + cfg.max_completion_length
-    scale = 0.5 if cfg.update_precision != "fp32" else 1.0
+    scale = 0.5 if (cfg.update_precision != "fp32" or bf16_weights) else 1.0
     per_layer = (ACT_PER_HIDDEN * shape.hidden + ACT_PER_INTER * shape.intermediate) * scale
     if cfg.gradient_checkpointing:  # layer inputs kept, one layer recomputed at a time
         layer_bytes = shape.layers * shape.hidden * 4 * scale + per_layer
     else:
         layer_bytes = shape.layers * per_layer
-    per_seq = tokens * (layer_bytes + shape.vocab * LOGIT_COPIES * 4)
-    activations = b * per_seq / mb
-    parts = {"baseline": BASELINE_MB, "weights": weights, "grads": grads, "adam": adam, "rollout": rollout,
-             "reference": ref, "activations": activations}
+    per_seq = tokens * (layer_bytes + min(shape.vocab, HEAD_CHUNK) * LOGIT_COPIES * 4)
+    activations = micro * per_seq / mb
+    parts = {"baseline": BASELINE_MB, "weights": weights, "grads": grads, "optimizer": optimizer,
+             "rollout": rollout, "reference": ref, "activations": activations}
     parts["total"] = sum(parts.values())
     return parts
 

@@ -252,7 +252,8 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
                 rollout_refresh_s=ph["refresh"],
                 metrics={"extra_loss": ph["extra_loss"],  # did the shared-prompt update run, or TRL's path?
                          "shared_prefix_ran": any(w.get("used") == "kv" for w in ph["work"])},
-                update_flops=float(executed_flops(self.dims, ph["work"], cfg.gradient_checkpointing)["total"]),
+                update_flops=float(executed_flops(self.dims, ph["work"], cfg.gradient_checkpointing,
+                                                  frozen=cfg.adapter != "none")["total"]),
                 prompt_width=int(ph["prompt_width"]), decode_steps=int(ph["decode_steps"]),
                 decode_weight_bytes=self.weight_bytes or 0))
             if bar is not None:
