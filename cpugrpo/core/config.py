@@ -57,7 +57,8 @@ class TrainConfig:
     optimizer: str = knob("adamw_torch_fused", "optimizer: fused AdamW (transformers' default), foreach AdamW, "
                           "Adafactor (factored second moments, no first moment: least memory), or 8-bit AdamW from "
                           "torchao (torch.compile'd) or bitsandbytes", choices=OPTIMIZERS,
-                          identity=True, before="adamw_torch_fused")
+                          identity=True, before="adamw_torch_fused", axis=2.5, lean="adafactor",
+                          tune_values=("adamw_torch_fused", "adafactor"))
     adapter: str = knob("none", "none: full-parameter update; lora: peft LoRA adapters on a frozen base",
                         choices=ADAPTERS, identity=True, before="none")
     lora_rank: int = knob(16, "LoRA rank r", before=16)
@@ -70,14 +71,15 @@ class TrainConfig:
     seed: int = knob(0, "seed for data, sampling and the tiny preset", workload=True)
     update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16, updates rounded to "
                                  "nearest; bf16-sr: weights in bf16, updates stochastically rounded)",
-                                 choices=UPDATE_PRECISIONS, axis=2, tune_values=("fp32", "bf16-autocast", "bf16"),
+                                 choices=UPDATE_PRECISIONS, axis=2, lean="bf16-sr",
+                                 tune_values=("fp32", "bf16-autocast", "bf16", "bf16-sr"),
                                  bench_values=("fp32", "bf16-autocast", "bf16"),
                                  needs={"bf16-autocast": "bf16", "bf16": "bf16", "bf16-sr": "bf16"},
                                  identity=True, bench=True)
     rollout_precision: str = knob("fp32", "precision of the rollout snapshot (int8: dynamic quantization)",
                                   choices=ROLLOUT_PRECISIONS, axis=1, tune_values=("fp32", "int8", "bf16"),
                                   bench_values=ROLLOUT_PRECISIONS,
-                                  needs={"bf16": "bf16"}, identity=True, bench=True,
+                                  needs={"bf16": "bf16"}, identity=True, bench=True, lean="bf16",
                                   default_if=(("adapter", "lora", "bf16"),))
     int8_lm_head: bool = knob(False, "int8 rollouts quantize the LM head too (an untied int8 copy of a tied head)",
                               identity=True, before=False)
@@ -262,7 +264,13 @@ def resolve_config(file: str | Path | None, flags: dict) -> tuple[TrainConfig, d
     flags = {k: v for k, v in flags.items() if v is not None}
     cfg = from_mapping(flags, cfg, "command-line flags")
     origin.update({k: "flag" for k in flags})
-    contextual = {}
+    return with_context_defaults(cfg, origin)
+
+
+def with_context_defaults(cfg: TrainConfig, origin: dict) -> tuple[TrainConfig, dict]:
+    """Apply every knob's ``default_if`` to the knobs ``origin`` does not name (neither a file nor a flag set them);
+    ``origin`` gains "default for <knob>=<value>" for each. Returns the config and the origins."""
+    contextual, origin = {}, dict(origin)
     for name, k in KNOBS.items():
         if name not in origin:
             hit = next(((o, v, d) for o, v, d in k.default_if if getattr(cfg, o) == v), None)

@@ -35,6 +35,7 @@ class Knob:
     before: Any = _UNSET           # the value rows written before the knob existed ran with; a trial's key leaves
                                    # the knob out at this value, so stored rows keep their keys (resume still works)
     keyed_at_before: bool = False  # ... except knobs whose rows were keyed with it before this rule (shared_prefix)
+    lean: Any = _UNSET             # the value a tuner starts from when the defaults do not fit the memory budget
     default_if: tuple = ()         # ((other knob, its value, this knob's default then), ...): a default that depends
                                    # on another knob's value, applied by ``resolve_config`` when neither a config
                                    # file nor a flag set this knob (the first match wins)

@@ -243,3 +243,30 @@ def relative(value: float | None, reference: float | None) -> float | None:
     if value is None or reference is None or reference == 0 or (isinstance(value, float) and math.isnan(value)):
         return None
     return value / reference
+
+
+GATE_REFERENCE = ("fp32", "fp32")  # the gate key every candidate is judged against (fp32 update and rollout)
+DEFAULT_OPTIMIZER = "adamw_torch_fused"
+
+
+def gate_key(point: dict) -> tuple:
+    """What the quality gate trains for a configuration: its (update precision, rollout precision), then its
+    optimizer when that is not the default (the optimizer's arithmetic changes the update too).
+
+    >>> gate_key({"update_precision": "bf16-sr", "rollout_precision": "bf16", "optimizer": "adafactor"})
+    ('bf16-sr', 'bf16', 'adafactor')
+    >>> gate_key({"update_precision": "fp32", "rollout_precision": "int8"})
+    ('fp32', 'int8')
+    """
+    key = (point["update_precision"], point["rollout_precision"])
+    opt = point.get("optimizer") or DEFAULT_OPTIMIZER
+    return key + ((opt,) if opt != DEFAULT_OPTIMIZER else ())
+
+
+def gate_text(key: tuple) -> str:
+    """The gate key in words.
+
+    >>> gate_text(("bf16-sr", "bf16", "adafactor"))
+    'bf16-sr update / bf16 rollout / adafactor'
+    """
+    return f"{key[0]} update / {key[1]} rollout" + "".join(f" / {x}" for x in key[2:])

@@ -88,9 +88,9 @@ def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict
     if final:
         reasons["finalists"] = (f"re-measured with twice the steps (trials {', '.join(final['trials'])}): "
                                 f"{final['text']}")
-    pair = (cfg["update_precision"], cfg["rollout_precision"])
+    pair = analysis.gate_key(cfg)
     reasons["quality_gate"] = gate_reason(opts.model, bool(chosen.get("random_weights")), verdicts[pair]["text"])
-    rejected = [f"{u} update / {ro} rollout: {v['text']}" for (u, ro), v in verdicts.items() if not v["passed"]]
+    rejected = [f"{analysis.gate_text(k)}: {v['text']}" for k, v in verdicts.items() if not v["passed"]]
     if rejected:
         reasons["rejected"] = "; ".join(rejected)
     if pruned:

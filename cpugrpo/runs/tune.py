@@ -30,8 +30,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..core.config import COLUMNS, TrainConfig, from_columns, from_mapping, knob_values, tuner_axes
+from ..core.config import (
+    COLUMNS,
+    LARGE_PRESETS,
+    TrainConfig,
+    from_columns,
+    from_mapping,
+    knob_values,
+    tuner_axes,
+    with_context_defaults,
+)
 from ..core.errors import ConfigError, CpugrpoError
+from ..core.knobs import _UNSET
 from . import analysis
 
 AXES_ORDER = tuple(COLUMNS[name] for name, _ in tuner_axes())  # threads, rollout, update, prefix, ckpt, prompts
@@ -132,10 +142,11 @@ def has_bf16(profile) -> bool:
     return bool({"avx512_bf16", "amx_bf16", "bf16", "svebf16"} & f)
 
 
-def search_space(profile, quick: bool) -> tuple[dict[str, list], list[str]]:
+def search_space(profile, quick: bool, model: str = "tiny") -> tuple[dict[str, list], list[str]]:
     """The axes the tuner may try on this machine, and why arms were left out. Pure (profile in, dict out).
     Axes, their values and their order come from the knob registry (core/config.py); threads are this machine's
-    thread arms; values that need bf16 instructions are pruned on a CPU without them."""
+    thread arms; values that need bf16 instructions are pruned on a CPU without them. On the Qwen2 shapes the batch
+    stays at one prompt (8 completions): a step there already takes tens of seconds."""
     pruned = []
     have = {"bf16": has_bf16(profile)}
     axes = {}
@@ -152,15 +163,36 @@ def search_space(profile, quick: bool) -> tuple[dict[str, list], list[str]]:
             pruned.append(f"{k.text(name)}: only {', '.join(map(str, kept))} in --quick (the full tune tries "
                           f"{', '.join(map(str, values))})")
             values = kept
+        if name == "batch_size" and model in LARGE_PRESETS:
+            pruned.append(f"{k.text(name)}: one prompt per step on {model} (the measured workload there; more "
+                          f"prompts multiply a step of tens of seconds)")
+            values = [1]
         axes[col] = values
     return axes, pruned
 
 
-def start_point(n_usable: int) -> dict:
-    """Where the search starts: the defaults of every axis (TrainConfig's), at every usable CPU."""
-    d = TrainConfig()
+def start_point(n_usable: int, model: str = "tiny", budget_mb: float | None = None, axes: dict | None = None,
+                log=lambda msg: None) -> dict:
+    """Where the search starts: the defaults of every axis (TrainConfig's, with the model's contextual defaults), at
+    every usable CPU. When that is estimated over ``budget_mb``, every axis with a ``lean`` value (the knob
+    registry's) that ``axes`` offers starts there instead (bf16 weights with stochastic rounding, Adafactor, bf16
+    rollouts that read those weights), so the search starts from something that fits."""
+    from ..train.memory import estimate_peak_mb, shape_of
+
+    d, _ = with_context_defaults(TrainConfig(model=model), {"model": "given"})
     start = {COLUMNS[name]: getattr(d, name) for name, _ in tuner_axes()}
     start.update({"threads": n_usable, "prompts_per_step": d.prompts_per_step})
+    if budget_mb is None:
+        return start
+    shape = shape_of(model)
+    need = estimate_peak_mb(shape, from_mapping(from_columns(start, d.to_dict()), d))["total"]
+    if need > budget_mb:
+        lean = {COLUMNS[n]: k.lean for n, k in tuner_axes()
+                if k.lean is not _UNSET and (axes is None or k.lean in axes.get(COLUMNS[n], []))}
+        start.update(lean)
+        after = estimate_peak_mb(shape, from_mapping(from_columns(start, d.to_dict()), d))["total"]
+        log(f"start: the defaults need ~{need:.0f} MiB, over the {budget_mb:.0f} MiB budget; starting lean "
+            f"({', '.join(f'{k} {v}' for k, v in lean.items())}: ~{after:.0f} MiB)")
     return start
 
 
@@ -175,8 +207,10 @@ class Searcher:
         self.t0 = time.perf_counter()
 
     def config(self, point: dict) -> TrainConfig:
-        base = TrainConfig(model=self.opts.model, num_generations=self.opts.num_generations,
-                           max_completion_length=self.opts.max_completion_length)
+        base, _ = with_context_defaults(TrainConfig(model=self.opts.model, num_generations=self.opts.num_generations,
+                                                    max_completion_length=self.opts.max_completion_length),
+                                        {"model": "given", "num_generations": "given",
+                                         "max_completion_length": "given"})
         return from_mapping(from_columns(point, base.to_dict()), base, origin="tuner point")
 
     def over_time(self) -> bool:
@@ -265,15 +299,17 @@ def _range(row: dict) -> list | None:
     return [s["min"], s["max"]]
 
 
-REFERENCE = ("fp32", "fp32")  # (update precision, rollout precision) every candidate pair is gated against
+REFERENCE = analysis.GATE_REFERENCE  # (update precision, rollout precision) every candidate is gated against
 
 
-def gate_config(opts: TuneOptions, pair: tuple[str, str], threads: int | None) -> TrainConfig:
-    """The gate's training run for ``pair``: the tiny preset, the gate's budget, everything else at its default."""
+def gate_config(opts: TuneOptions, pair: tuple, threads: int | None) -> TrainConfig:
+    """The gate's training run for ``pair`` (a gate key: the precision pair, then the optimizer when it is not the
+    default): the tiny preset, the gate's budget, everything else at its default."""
+    extra = {"optimizer": pair[2]} if len(pair) > 2 else {}
     return TrainConfig(model="tiny", threads=threads, update_precision=pair[0], rollout_precision=pair[1],
                        eval_n=opts.eval_n, max_completion_length=opts.max_completion_length,
                        learning_rate=opts.gate_learning_rate, batch_size=opts.gate_batch_size,
-                       num_generations=opts.num_generations, steps=opts.quality_steps)
+                       num_generations=opts.num_generations, steps=opts.quality_steps, **extra)
 
 
 def gate_trial(opts: TuneOptions, pair: tuple[str, str], threads: int | None, store, machine_id, budget_mb,
@@ -290,8 +326,8 @@ def gate_trial(opts: TuneOptions, pair: tuple[str, str], threads: int | None, st
     return row
 
 
-def _pair(row: dict) -> tuple[str, str]:
-    return row["point"]["update_precision"], row["point"]["rollout_precision"]
+def _pair(row: dict) -> tuple:
+    return analysis.gate_key(row["point"])
 
 
 def baseline_gain(base: dict) -> dict:
@@ -340,7 +376,7 @@ def gate(candidates: list[dict], run_gate, max_gates: int, over_time=lambda: Fal
             verdicts[pair] = _verdict(gates[pair], gates[REFERENCE])
         else:
             continue
-        log(f"  gate {pair[0]} update / {pair[1]} rollout: {verdicts[pair]['text']}")
+        log(f"  gate {analysis.gate_text(pair)}: {verdicts[pair]['text']}")
         if verdicts[pair]["passed"]:
             return cand, verdicts, gates, base
     return None, verdicts, gates, base
@@ -377,12 +413,12 @@ def tune(opts: TuneOptions, progress=True, log=None) -> dict:
     log(f"probes: fp32 {probes.peak(probe, 'fp32'):.0f} GFLOP/s, bf16 {probes.peak(probe, 'bf16') or 0:.0f} "
         f"GFLOP/s, copy {probes.peak(probe, 'bandwidth'):.1f} GB/s")
     budget_mb = (opts.memory_budget_gb * 1024) if opts.memory_budget_gb else default_budget_mb()
-    axes, pruned = search_space(profile, opts.quick)
+    axes, pruned = search_space(profile, opts.quick, opts.model)
     for p in pruned:
         log(f"pruned: {p}")
     store = TrialStore.for_machine(mid, opts.results_dir)
     s = Searcher(opts, store, mid, budget_mb)
-    start = start_point(n)
+    start = start_point(n, opts.model, budget_mb, axes, log)
     log(f"search: coordinate descent over {', '.join(a for a in AXES_ORDER if a in axes)} on {opts.model}")
     best, best_row, record = coordinate_descent(start, axes, s.measure, s.over_time, log)
 
