@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.errors import CpugrpoError
 from ..core.options import plain_name
-from . import configs, plots
+from . import configs, large, plots
 from .render import CSS, figure_png, html_table, inline, md_table, probe_peak, read_json, reason_parts
 from .results import ResultsError
 from .roofline import FIELDS, check, llc_bytes, roofline_rows
@@ -71,6 +71,7 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
         rows, data["trials"], data["problems"] = [], None, []
         data["missing"].append(str(e))
     data["effective"] = _effective(rows, data["tune"])
+    data["large"] = large.gather_large(rows, data["probes"], llc_bytes(profile))  # the Qwen2 shapes (large.py)
     data["baselines"], problems = TrialStore(Path(results_dir) / machine_id / "baselines.jsonl").rows()
     data["problems"] = list(data["problems"]) + problems
     data["asv"] = None
@@ -344,6 +345,7 @@ def render_markdown(data: dict, figure_files: dict) -> str:
     if data["baselines"]:
         out += [f"## {BASELINE_TITLE}", "", BASELINE_TEXT, "",
                 md_table(baseline_rows(data["baselines"]), BASELINE_HEADER), ""]
+    out += large.section_markdown(data)
     eff = data["effective"]
     if eff:
         out += ["## Effective settings (recommended trial)", "", _recommended_trial_line(data), "",
@@ -399,6 +401,7 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
     if data["baselines"]:
         parts.append(f"<h2>{e(BASELINE_TITLE)}</h2><p>{inline(BASELINE_TEXT)}</p>"
                      + html_table(baseline_rows(data["baselines"]), BASELINE_HEADER))
+    parts.append(large.section_html(data))  # empty without trials of a large model
     eff = data["effective"]
     if eff:
         parts.append(f"<h2>Effective settings (recommended trial)</h2><p>{inline(_recommended_trial_line(data))}</p>"
