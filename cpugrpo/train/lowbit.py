@@ -15,12 +15,13 @@ factored row and column statistics, so that is small; AdamW's two moments would 
 from __future__ import annotations
 
 
-def stochastic_round_to_bf16(x, generator=None, inplace: bool = False):
+def stochastic_round_to_bf16(x, generator=None, inplace: bool = False, out=None, noise=None):
     """``x`` (fp32) rounded to bf16 at random: up with probability equal to the fraction of the bf16 step it lies
     above the lower neighbour. bf16 is fp32's top 16 bits, so adding uniform 16-bit noise to the bit pattern and
     truncating the low 16 bits does exactly that; the cast of the truncated value is then exact. (inf stays inf, NaN
     stays NaN; a value within a step of the largest bf16 may round up to inf, as rounding up should.)
-    ``inplace``: overwrite ``x`` (a temporary) instead of allocating another fp32 tensor.
+    ``inplace``: overwrite ``x`` (a temporary) instead of allocating another fp32 tensor; ``out``: a bf16 tensor of
+    ``x``'s shape to write into; ``noise``: an int64 scratch tensor of at least (numel + 1) // 2 elements.
 
     >>> import torch
     >>> x = torch.full((200_000,), 1.0 + 2 ** -10)  # 1/8 of the way from 1.0 to the next bf16 value (1 + 2**-7)
@@ -32,11 +33,13 @@ def stochastic_round_to_bf16(x, generator=None, inplace: bool = False):
 
     bits = (x if inplace else x.clone()).contiguous().view(torch.int32)
     n = bits.numel()
-    # 16 random bits per element, three elements per int64 draw (random_ fills [0, 2**63): the top 16 bits of a
-    # word hold only 15 random ones, so they are not used)
-    words = torch.empty((n + 2) // 3, dtype=torch.int64).random_(generator=generator)
-    noise = words.view(torch.uint16).view(-1, 4)[:, :3].reshape(-1)[:n].to(torch.int32)
-    bits.add_(noise.view(bits.shape)).bitwise_and_(-65536)  # -65536 == 0xFFFF0000 as int32
+    # random_ fills an int64 with [0, 2**63): both 32-bit halves have uniform low 16 bits, so one draw serves two
+    # elements
+    words = noise[:(n + 1) // 2] if noise is not None else torch.empty((n + 1) // 2, dtype=torch.int64)
+    r = words.random_(generator=generator).view(torch.int32)[:n].bitwise_and_(0xFFFF)
+    bits.add_(r.view(bits.shape)).bitwise_and_(-65536)  # -65536 == 0xFFFF0000 as int32
+    if out is not None:
+        return out.copy_(bits.view(torch.float32))
     return bits.view(torch.float32).to(torch.bfloat16)
 
 
@@ -62,6 +65,12 @@ def with_stochastic_rounding(optimizer):
 
     plain_step = optimizer.step
     proxies: dict = {}
+    scratch: dict = {}  # fp32 weight and gradient blocks and the noise words, allocated once and reused
+
+    def buffers(n):
+        if scratch.get("n", 0) < n:
+            scratch.update(n=n, p=torch.empty(n), g=torch.empty(n), noise=torch.empty((n + 1) // 2, dtype=torch.int64))
+        return scratch["p"][:n], scratch["g"][:n], scratch["noise"]
 
     def step(closure=None):
         if closure is not None:
@@ -77,16 +86,20 @@ def with_stochastic_rounding(optimizer):
                     if p.dtype != torch.bfloat16:
                         g["params"] = [p]
                         plain_step()
+                        g["params"] = []  # else every later proxy step would step this parameter again
                         continue
                     for i, rows in enumerate(_row_blocks(p)):
                         proxy = proxies.get((id(p), i))
                         if proxy is None:
                             proxy = proxies[(id(p), i)] = torch.nn.Parameter(torch.empty(0), requires_grad=True)
-                        proxy.data, proxy.grad = p.data[rows].float(), p.grad[rows].float()
+                        low, low_grad = p.data[rows], p.grad[rows]
+                        buf_p, buf_g, noise = buffers(low.numel())
+                        proxy.data = buf_p.view(low.shape).copy_(low)
+                        proxy.grad = buf_g.view(low.shape).copy_(low_grad)
                         g["params"] = [proxy]
                         try:
                             plain_step()
-                            p.data[rows].copy_(stochastic_round_to_bf16(proxy.data, inplace=True))
+                            stochastic_round_to_bf16(proxy.data, inplace=True, out=low, noise=noise)
                         finally:
                             proxy.data, proxy.grad = torch.empty(0), None
                     g["params"] = []
