@@ -77,7 +77,7 @@ class TuneOptions:
     check_grid: bool = False        # also run the full grid of the same axes, to check the search against it
     profiles_dir: str = "profiles"          # --profiles-dir
     results_dir: str = "results"            # --results-dir
-    measured_steps: int | None = None       # per speed trial; default 5 (--quick) or 6 (see the rank test above)
+    measured_steps: int | None = None       # per speed trial; 5 (--quick) or 6; 4 on the Qwen2 shapes (~20 s steps)
     quality_steps: int | None = None        # gate: GRPO steps per gate trial (GATE_STEPS)
     eval_n: int | None = None               # gate: held-out items (GATE_EVAL_N)
     gate_learning_rate: float | None = None  # gate: learning rate (GATE_LEARNING_RATE)
@@ -97,7 +97,8 @@ class TuneOptions:
         if self.time_budget_min is not None:
             positive("--time-budget", self.time_budget_min, "minutes", 30)
         isa_cap_env(self.isa_cap)
-        for name, default in (("measured_steps", 5 if self.quick else 6), ("quality_steps", GATE_STEPS),
+        steps = 4 if self.model in LARGE_PRESETS else 5 if self.quick else 6
+        for name, default in (("measured_steps", steps), ("quality_steps", GATE_STEPS),
                               ("eval_n", GATE_EVAL_N), ("gate_learning_rate", GATE_LEARNING_RATE),
                               ("gate_batch_size", GATE_BATCH_SIZE)):
             if getattr(self, name) is None:
