@@ -181,6 +181,22 @@ def cmd_sweep(args) -> dict:
     return sweep(opts, progress=not args.json)
 
 
+def cmd_gate(args) -> dict:
+    """`cpugrpo gate`: the tuner's quality gate for one configuration's arithmetic, on the tiny preset."""
+    from ..core.config import TrainConfig
+    from ..runs import analysis
+    from ..runs.gate import gate_one
+    from ..runs.tune import TuneOptions
+
+    cfg = TrainConfig(**{k: getattr(args, k) for k in ("update_precision", "rollout_precision", "optimizer",
+                                                       "adapter") if getattr(args, k) is not None})
+    threads = resolve_threads(args.threads)
+    opts = TuneOptions.make(results_dir=args.results_dir, memory_budget_gb=args.memory_budget_gb)
+    prepare_process(threads)
+    log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    return gate_one(opts, analysis.gate_key(cfg.to_dict()), threads, log=log)
+
+
 def cmd_tune(args) -> dict:
     from ..runs.tune import TuneOptions, tune
 

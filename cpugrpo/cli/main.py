@@ -19,6 +19,7 @@ from .commands import (
     cmd_curriculum,
     cmd_detect,
     cmd_eval,
+    cmd_gate,
     cmd_probe,
     cmd_report,
     cmd_rollout_bench,
@@ -51,6 +52,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..core.config import KNOBS
+
     parser = argparse.ArgumentParser(prog="cpugrpo", description="GRPO on CPU: train, measure, tune, report")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -121,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="where results/<machine-id>/trials.jsonl lives")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_sweep, show=tables.show_sweep)
+
+    p = sub.add_parser("gate", help="the quality gate for one configuration's arithmetic (update and rollout "
+                                    "precision, optimizer, adapter): tiny trained 200 steps against fp32")
+    for name in ("update_precision", "rollout_precision", "optimizer", "adapter"):
+        k = KNOBS[name]
+        p.add_argument(k.flag_name(name), dest=name, choices=k.choices, help=k.help)
+    p.add_argument("--threads", type=int, help="threads (default: every usable CPU)")
+    p.add_argument("--memory-budget", type=float, dest="memory_budget_gb", help="GB a gate trial may use")
+    p.add_argument("--results-dir", default="results", help="where results/<id>/trials.jsonl is appended")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
+    p.set_defaults(func=cmd_gate, show=tables.show_gate)
 
     p = sub.add_parser("tune", help="the main job: detect, probe, search, quality gate, recommend, report")
     p.add_argument("--quick", action="store_true", help="fewer arms and steps (about 5 minutes on 2 cores)")

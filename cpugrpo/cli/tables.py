@@ -154,6 +154,12 @@ def show_sweep(r: dict) -> None:
         print(f"skipped {s['point']}: {s['reason']}")
 
 
+def show_gate(r: dict) -> None:
+    key = " / ".join(r["key"])
+    print(f"quality gate for {key} on {r['machine_id']}: {r['text']}")
+    print(f"trials: reference {r['reference_trial']}" + (f", candidate {r['trial_id']}" if r.get("trial_id") else ""))
+
+
 def show_tune(r: dict) -> None:
     ev = r["evidence"]
     print(f"recommended for {ev['machine_id']} ({ev['mode']} tune, {r['seconds']:.0f} s, "

@@ -251,7 +251,8 @@ DEFAULT_OPTIMIZER = "adamw_torch_fused"
 
 def gate_key(point: dict) -> tuple:
     """What the quality gate trains for a configuration: its (update precision, rollout precision), then its
-    optimizer when that is not the default (the optimizer's arithmetic changes the update too).
+    optimizer when that is not the default (the optimizer's arithmetic changes the update too), then "lora" under
+    LoRA adapters (after the optimizer, which is then always named).
 
     >>> gate_key({"update_precision": "bf16-sr", "rollout_precision": "bf16", "optimizer": "adafactor"})
     ('bf16-sr', 'bf16', 'adafactor')
@@ -260,7 +261,8 @@ def gate_key(point: dict) -> tuple:
     """
     key = (point["update_precision"], point["rollout_precision"])
     opt = point.get("optimizer") or DEFAULT_OPTIMIZER
-    return key + ((opt,) if opt != DEFAULT_OPTIMIZER else ())
+    lora = (point.get("adapter") or "none") != "none"
+    return key + ((opt,) if opt != DEFAULT_OPTIMIZER or lora else ()) + ((point["adapter"],) if lora else ())
 
 
 def gate_text(key: tuple) -> str:

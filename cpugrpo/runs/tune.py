@@ -43,6 +43,7 @@ from ..core.config import (
 from ..core.errors import ConfigError, CpugrpoError
 from ..core.knobs import _UNSET
 from . import analysis
+from .gate import REFERENCE, _verdict, baseline_gain, gate, gate_config, gate_trial  # noqa: F401 (re-exported)
 
 AXES_ORDER = tuple(COLUMNS[name] for name, _ in tuner_axes())  # threads, rollout, update, prefix, ckpt, prompts
 
@@ -300,89 +301,6 @@ def _range(row: dict) -> list | None:
     return [s["min"], s["max"]]
 
 
-REFERENCE = analysis.GATE_REFERENCE  # (update precision, rollout precision) every candidate is gated against
-
-
-def gate_config(opts: TuneOptions, pair: tuple, threads: int | None) -> TrainConfig:
-    """The gate's training run for ``pair`` (a gate key: the precision pair, then the optimizer when it is not the
-    default): the tiny preset, the gate's budget, everything else at its default."""
-    extra = {"optimizer": pair[2]} if len(pair) > 2 else {}
-    return TrainConfig(model="tiny", threads=threads, update_precision=pair[0], rollout_precision=pair[1],
-                       eval_n=opts.eval_n, max_completion_length=opts.max_completion_length,
-                       learning_rate=opts.gate_learning_rate, batch_size=opts.gate_batch_size,
-                       num_generations=opts.num_generations, steps=opts.quality_steps, **extra)
-
-
-def gate_trial(opts: TuneOptions, pair: tuple[str, str], threads: int | None, store, machine_id, budget_mb,
-               before: bool = False) -> dict:
-    """Train the tiny preset the gate's budget at ``pair``'s precisions and evaluate it on the gate's held-out items
-    (``before``: also before training, the start every pair shares). Tagged "tune-gate": not a speed trial."""
-    from .trial import TrialSpec, run_trial
-
-    cfg = gate_config(opts, pair, threads)
-    spec = TrialSpec(config=cfg.to_dict(), measured_steps=opts.quality_steps - 1, evaluate=True,
-                     evaluate_before=before, tag="tune-gate", memory_limit_mb=budget_mb, timeout_s=1800)
-    row = run_trial(spec, machine_id)
-    store.append(row)
-    return row
-
-
-def _pair(row: dict) -> tuple:
-    return analysis.gate_key(row["point"])
-
-
-def baseline_gain(base: dict) -> dict:
-    """Did the fp32 gate trial measurably learn? ``analysis.gain`` on its before/after records, with a line of
-    text; ``learned`` False (and why) when the trial failed or has no record from before training."""
-    if base.get("status") != "ok":
-        return {"learned": False, "text": f"the fp32 gate trial failed ({base.get('reason')})"}
-    if not (base.get("accuracy_before") or {}).get("per_item") or not base.get("accuracy", {}).get("per_item"):
-        return {"learned": False, "text": "the fp32 gate trial has no per-item record before and after training"}
-    g = analysis.gain(base["accuracy_before"]["per_item"], base["accuracy"]["per_item"])
-    steps = len(base.get("steps", []))
-    g["text"] = (f"fp32 {g['before']:.1%} -> {g['after']:.1%} on the same {g['n']} held-out items after {steps} GRPO "
-                 f"steps, gain {g['difference']:+.1%} [{g['ci95'][0]:+.1%}, {g['ci95'][1]:+.1%}] (paired 95%)"
-                 + ("" if g["learned"] else ": fp32 did not measurably learn in the gate's budget"))
-    return g
-
-
-def gate(candidates: list[dict], run_gate, max_gates: int, over_time=lambda: False, log=print):
-    """The quality gate over ``candidates`` (speed rows, the preferred first): the first whose precision pair
-    passes is chosen; fp32/fp32 needs no gate (it is the reference) and ends the walk. ``run_gate(pair, before)``
-    runs one gate trial; the fp32 one (``before`` True) runs first. When fp32 did not measurably learn, no candidate
-    is trained: each is inconclusive, none counts as passed, and the walk falls back to the first fp32/fp32
-    candidate. Returns (chosen row or None, verdicts per pair, gate rows per pair, the fp32 gain)."""
-    gates = {REFERENCE: run_gate(REFERENCE, True)}
-    base = baseline_gain(gates[REFERENCE])
-    log(f"  gate fp32 update / fp32 rollout: {base['text']}")
-    verdicts: dict = {}
-    for cand in candidates:
-        pair = _pair(cand)
-        if pair == REFERENCE:
-            fallback = [p for p, v in verdicts.items() if v["verdict"] == "inconclusive"]
-            text = ("fp32 update / fp32 rollout is the reference: " + base["text"] if base["learned"] else
-                    f"fp32 update / fp32 rollout as the fallback: the gate was inconclusive ({base['text']}), so "
-                    f"{'no reduced-precision pair counts as passed' if fallback else 'it is the only safe pair'}")
-            verdicts[pair] = {"passed": True, "verdict": "reference" if base["learned"] else "fallback",
-                              "text": text, "trial_id": gates[REFERENCE]["trial_id"], "baseline_gain": base}
-            return cand, verdicts, gates, base
-        if pair in verdicts:
-            continue
-        if not base["learned"]:
-            verdicts[pair] = {"passed": False, "verdict": "inconclusive",
-                              "text": f"inconclusive, not gated: {base['text']}"}
-        elif pair in gates or (len(gates) - 1 < max_gates and not over_time()):
-            if pair not in gates:
-                gates[pair] = run_gate(pair, False)
-            verdicts[pair] = _verdict(gates[pair], gates[REFERENCE])
-        else:
-            continue
-        log(f"  gate {analysis.gate_text(pair)}: {verdicts[pair]['text']}")
-        if verdicts[pair]["passed"]:
-            return cand, verdicts, gates, base
-    return None, verdicts, gates, base
-
-
 def _ranked(rows) -> list[dict]:
     ok = [r for r in rows if analysis.samples_per_s(r) is not None]
     return sorted(ok, key=analysis.samples_per_s, reverse=True)
@@ -490,26 +408,3 @@ def grid_check(opts, axes, chosen, search_s, store, mid, budget_mb, progress, lo
         f"({out['pick_vs_best']:.1%}); search spent {search_s:.0f} s of trial time vs {grid.spent_s:.0f} s "
         f"({out['time_fraction']:.1%})")
     return out
-
-
-def _verdict(row: dict, base: dict) -> dict:
-    """A candidate pair's gate trial judged against the fp32 one (which carries the shared start's record)."""
-    tid = row["trial_id"]
-    if row.get("status") != "ok":
-        return {"passed": False, "verdict": "failed", "text": f"FAILED: gate trial failed: {row.get('reason')}",
-                "trial_id": tid}
-    if row.get("model_cache_key") != base.get("model_cache_key"):
-        return {"passed": False, "verdict": "inconclusive", "trial_id": tid,
-                "text": f"inconclusive: trained from another build of the tiny preset ({row.get('model_cache_key')} "
-                        f"vs {base.get('model_cache_key')}), so not from the same start"}
-    if len(row["accuracy"].get("per_item", "")) != len(base["accuracy_before"]["per_item"]):
-        return {"passed": False, "verdict": "inconclusive", "trial_id": tid,
-                "text": "inconclusive: evaluated on other held-out items than the fp32 gate trial"}
-    g = analysis.quality_gate(row["accuracy"], base["accuracy"], base["accuracy_before"])
-    word = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconclusive"}[g["verdict"]]
-    g["text"] = (f"{word}: {g['candidate']:.1%} vs fp32 {g['baseline']:.1%} after the same training from "
-                 f"{g['before']:.1%} ({g['n']} held-out items); difference of gains {g['difference']:+.1%} "
-                 f"[{g['ci95'][0]:+.1%}, {g['ci95'][1]:+.1%}] (paired 95%, {g['discordance']:.1%} of items differ): "
-                 f"{g['why']}")
-    g["trial_id"] = tid
-    return g
