@@ -28,6 +28,41 @@ def test_hand_worked_case():
     assert mfu(0, 1.0, 10.0) is None
 
 
+
+def test_hand_worked_frozen_base_with_a_shared_prefix():
+    # 2 layers, hidden 4, 2 query heads and 1 kv head of dim 2, MLP 8, vocab 10 (per layer: 144 MACs a token)
+    d = Dims(layers=2, hidden=4, heads=2, kv_heads=1, head_dim=2, intermediate=8, vocab=10)
+    prefix = dict(rows=2, q_len=3, kv_len=3, head=0, grad=True, used="kv")  # 2 distinct prompts of 3 tokens
+    rest = dict(rows=4, q_len=2, kv_len=5, head=8, grad=True)  # 4 rows x 2 new positions, all scored
+    no_grad = dict(rows=4, q_len=5, kv_len=5, head=16)  # a forward without gradients: no backward
+
+    # prefix forward: projections 2 layers x 6 tokens x 288; attention (QK^T, AV) 2 x 2 x layers x rows x heads
+    # x q x kv x head_dim; no head
+    p_linear, p_attn = 2 * 6 * 288, 2 * 2 * 2 * 2 * 2 * 3 * 3 * 2
+    assert (p_linear, p_attn) == (3456, 576)
+    # frozen backward, used="kv": layer 0 in full at 1x its projections (input gradients only) and 2x its
+    # attention, the last layer only its k and v projections' input gradients: 6 tokens x 2 x (4 x 2) MACs
+    p_back = (p_linear // 2) * 1 + (p_attn // 2) * 2 + 6 * 2 * 2 * (4 * 2)
+    assert p_back == 1728 + 576 + 192
+    # the completions' pass: 8 tokens through both layers, attention over 5 positions, the head on 8 positions
+    r_linear, r_attn, r_head = 8 * 2 * 288, 2 * 2 * 2 * 4 * 2 * 2 * 5 * 2, 2 * 8 * 4 * 10
+    assert (r_linear, r_attn, r_head) == (4608, 1280, 640)
+    # frozen backward: 1x projections, 2x attention, 2x head (recomputed tile logits + the input-gradient GEMM)
+    r_back = r_linear + 2 * r_attn + 2 * r_head
+    n_fwd = 5 * 4 * 2 * 288 + 2 * 2 * 2 * 4 * 2 * 5 * 5 * 2 + 2 * 16 * 4 * 10
+    forward = p_linear + p_attn + r_linear + r_attn + r_head + n_fwd
+
+    out = executed_flops(d, [prefix, rest, no_grad], frozen=True)
+    assert out["forward"] == forward == 4032 + 6528 + 16000
+    assert out["backward"] == p_back + r_back == 2496 + 8448
+    assert out["recompute"] == 0 and out["total"] == forward + p_back + r_back == 37504
+    # checkpointing recomputes the backbone forward of every pass with gradients (never the head)
+    assert executed_flops(d, [prefix, rest, no_grad], checkpointing=True, frozen=True)["recompute"] \
+        == p_linear + p_attn + r_linear + r_attn
+    # a trainable base: 2x the projections (input and weight gradients), 3x the head, last layer's k/v at 2x
+    full = executed_flops(d, [prefix, rest, no_grad])["backward"]
+    assert full == (2 * 1728 + 2 * 288 + 2 * 192) + (2 * r_linear + 2 * r_attn + 3 * r_head)
+
 def _batch(tokenizer_vocab: int, distinct=4, group=4, prompt=30, completion=12, seed=0):
     """Left-padded prompts (each repeated ``group`` times) + right-padded completions, as TRL builds them."""
     g = torch.Generator().manual_seed(seed)
@@ -95,3 +130,34 @@ def test_analytic_count_matches_flop_counter(name, shared):
     counted = counter.get_total_flops()
     analytic = executed_flops(Dims.of(model.config), work)["total"]
     assert abs(analytic - counted) / counted < 0.02, (analytic, counted)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_frozen_count_matches_flop_counter_under_lora(shared):
+    """A frozen base with rank-1 LoRA adapters. Two small differences, opposite in sign, both within the 2%: the
+    adapters' own matmuls are not counted, and layer 0's q, k and v projections need no input gradient (their input
+    comes from the frozen embedding) though the count gives them one."""
+    from peft import LoraConfig, get_peft_model
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cpugrpo.train.prefix import shared_prefix_logps
+
+    model = _model("wide-vocab")
+    get_peft_model(model, LoraConfig(r=1, lora_alpha=2, target_modules="all-linear", lora_dropout=0.0))
+    ids, mask, keep = _batch(model.config.vocab_size)
+    work = []
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_}) as counter:
+        if shared:
+            logps, _ = shared_prefix_logps(model, ids, mask, keep, work=work)
+        else:
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-keep] = -100
+            logps = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs
+            work.append({"rows": ids.size(0), "q_len": ids.size(1), "kv_len": ids.size(1), "grad": True,
+                         "head": ids.size(0) * (ids.size(1) - 1)})
+        logps.sum().backward()
+    assert not model.model.embed_tokens.weight.requires_grad
+    counted = counter.get_total_flops()
+    frozen = executed_flops(Dims.of(model.config), work, frozen=True)["total"]
+    assert abs(frozen - counted) / counted < 0.02, (frozen, counted)
+    assert executed_flops(Dims.of(model.config), work)["total"] > 1.2 * counted  # the trainable count is not it

@@ -81,3 +81,99 @@ def test_shared_prefix_with_the_shortest_prompts():
     lp, _ = shared_prefix_logps(_model(), ids, mask, keep)
     cmask = mask[:, -keep:].bool()
     torch.testing.assert_close(lp[cmask], lp_ref[cmask], rtol=1e-4, atol=1e-5)
+
+
+class _LargestAllocation:
+    """A dispatch mode that records the largest storage any aten op returns during the block (forward and the
+    autograd backward alike): an upper bound on every tensor allocated there, views counted at their base's size."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        outer = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for t in torch.utils._pytree.tree_leaves(out):
+                    if isinstance(t, torch.Tensor):
+                        outer.largest = max(outer.largest, t.untyped_storage().nbytes())
+                        outer.ops.add(str(func))
+                return out
+
+        self.largest, self.ops, self.mode = 0, set(), Mode()
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+
+def _wide_vocab_model(vocab):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(cfg).train()
+    add_fused_lm_head(model)
+    return model
+
+
+def _direct_logps(model, ids, mask):
+    """log_softmax over the full logits, one row at a time: log p(ids[:, t + 1] | ids[:, :t + 1])."""
+    with torch.no_grad():
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        rows = [torch.log_softmax(h[:-1] @ model.lm_head.weight.t(), -1).gather(-1, i[1:, None])[:, 0]
+                for h, i in zip(hidden, ids, strict=True)]
+    return torch.stack(rows)
+
+
+def test_the_fused_head_never_materialises_the_logits():
+    from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE as CHUNK
+
+    vocab = 200_000  # 6 chunks of 32,768 entries and a partial one
+    model = _wide_vocab_model(vocab)
+    g = torch.Generator().manual_seed(3)
+    rows, width, keep = 8, 40, 16
+    prompt = torch.randint(0, vocab, (2, width - keep), generator=g).repeat_interleave(4, dim=0)  # 2 x 4 rows
+    ids = torch.cat([prompt, torch.randint(0, vocab, (rows, keep), generator=g)], dim=1)
+    mask = torch.ones_like(ids)
+    mask[:4, :3] = 0  # left padding on the first prompt's rows
+    mask[1, -5:] = 0  # and a completion that ended early
+    positions = width - 1
+    full_logits = rows * positions * vocab * 4  # bytes of the fp32 [rows x positions x vocab] logits: 250 MB
+
+    # TRL's path: every row's prompt + completion through the fused head, the completion scored
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-keep] = -100
+    with _LargestAllocation() as trl_path:
+        lp_trl = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs
+        lp_trl.sum().backward()
+    # the shared-prompt path: its second pass goes through the same fused head
+    with _LargestAllocation() as shared:
+        lp_shared, _ = shared_prefix_logps(model, ids, mask, keep)
+        lp_shared.sum().backward()
+
+    # a tile is [min(positions scored, TOKEN_CHUNK_SIZE) x CHUNK] fp32: TRL's path scores rows x (width - 1)
+    # positions on CPU (all of them, padding too), the shared path's second pass rows x keep
+    for rec, scored in ((trl_path, rows * positions), (shared, rows * keep)):
+        tile = min(scored, TOKEN_CHUNK_SIZE) * CHUNK * 4
+        assert "aten.addmm_.default" in rec.ops  # the backward's gradient GEMMs ran under the recorder
+        assert rec.largest == tile, (rec.largest, tile)  # the tile buffer is the largest thing allocated...
+        assert rec.largest < full_logits / 5  # ... a sixth of the full logits here, whatever the vocabulary
+
+    # the recorder does see a full-logits allocation where one happens: the model's ordinary forward
+    with torch.no_grad(), _LargestAllocation() as plain:
+        model(input_ids=ids, attention_mask=mask)
+    assert plain.largest >= rows * width * vocab * 4
+
+    # and the fused log-probs are the log-softmax of the full logits
+    ref = _direct_logps(model, ids, mask)
+    cmask = mask[:, -keep:].bool()
+    torch.testing.assert_close(lp_trl[:, -keep:][cmask], ref[:, -keep:][cmask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(lp_shared[cmask], ref[:, -keep:][cmask], rtol=0, atol=1e-5)

@@ -1,8 +1,10 @@
 """hw/runtime.py: the thread count a run may use, and the commit id recorded with every measurement (it ties a
 dirty tree to its exact diff)."""
 
+import platform
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -120,3 +122,35 @@ def test_die_with_parent_leaves_a_shared_group_alone(tmp_path):
             "print(die_with_parent(os.getppid()), os.getpgrp() == os.getpid())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+_MALLOC_PROBE = r"""
+import ctypes, sys
+from cpugrpo.hw.runtime import release_freed_memory
+
+took = release_freed_memory(sys.argv[1] == "on")
+libc = ctypes.CDLL("libc.so.6")
+fields = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+libc.mallinfo2.restype = type("MallInfo2", (ctypes.Structure,), {"_fields_": [(f, ctypes.c_size_t) for f in fields]})
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+size = 4 << 20
+libc.free(libc.malloc(size))  # mmapped (over 128 KiB); freeing it raises glibc's adaptive threshold past 4 MiB
+before = libc.mallinfo2().hblkhd
+p = libc.malloc(size)
+mmapped = libc.mallinfo2().hblkhd - before  # bytes of the second block that glibc mmapped (0: from its heap)
+libc.free(p)
+print(took, mmapped >= size)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="mallopt(M_MMAP_THRESHOLD) is glibc's")
+def test_release_freed_memory_pins_glibcs_mmap_threshold():
+    from cpugrpo.hw.runtime import release_freed_memory
+
+    assert release_freed_memory(False) is False  # off: the allocator is left alone
+    # in a child, so this test process keeps its allocator: on, a freed 4 MiB block does not raise the threshold
+    # and the next 4 MiB block is mmapped again (unmapped on free); off, glibc serves it from its heap
+    out = {arg: subprocess.run([sys.executable, "-c", _MALLOC_PROBE, arg], capture_output=True, text=True,
+                               check=True).stdout.split() for arg in ("on", "off")}
+    assert out == {"on": ["True", "True"], "off": ["False", "False"]}

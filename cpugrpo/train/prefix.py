@@ -47,8 +47,10 @@ def shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep: int, c
     first.scatter_reduce_(0, inverse, torch.arange(n_rows), reduce="amin")
 
     cache = DynamicCache(config=model.config)
-    model.base_model(input_ids=input_ids[first, :prefix], attention_mask=attention_mask[first, :prefix],
-                     past_key_values=cache, use_cache=True)
+    # the backbone without the LM head: a peft model's ``base_model`` is its tuner (the whole causal LM, head included)
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal_lm.base_model(input_ids=input_ids[first, :prefix], attention_mask=attention_mask[first, :prefix],
+                         past_key_values=cache, use_cache=True)
     cache.batch_select_indices(inverse)  # one prefix per row; an index, so gradients sum back into the prefix
 
     labels = input_ids[:, prefix + 1:].masked_fill(attention_mask[:, prefix + 1:] == 0, -100)
