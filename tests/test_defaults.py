@@ -61,4 +61,6 @@ def test_every_contextual_default_names_a_knob_and_a_valid_value():
     assert {name for name, *_ in declared} >= {"batch_size", "micro_batch", "rollout_precision"}
     for name, other, value, default in declared:
         assert other in KNOBS and other != name
-        TrainConfig(**{other: value, name: default})  # each pair on its own is a valid config
+        base = TrainConfig(**{other: value})
+        d = default(base) if callable(default) else default  # a default may be computed from the config
+        TrainConfig(**{other: value, name: d})  # each pair on its own is a valid config

@@ -28,6 +28,16 @@ LARGE_PRESETS = ("qwen2-0.5b", "qwen2-1.5b")  # the measured workload there is o
 DIFFICULTIES = ("basic", "intermediate", "advanced")
 
 
+def _one_prompt(cfg) -> int:
+    """The Qwen2 shapes' default batch: one prompt's completions."""
+    return cfg.num_generations
+
+
+def _micro_of_four(cfg) -> int:
+    """The Qwen2 shapes' default micro-batch: the largest divisor of the step's batch up to 4 completions."""
+    return max(d for d in range(1, 5) if cfg.batch_size % d == 0)
+
+
 def _nearest_multiples(n: int, k: int) -> str:
     lo, hi = (n // k) * k, (n // k + 1) * k
     return f"{lo} or {hi}" if lo > 0 else f"{hi}"
@@ -46,11 +56,11 @@ class TrainConfig:
     batch_size: int = knob(64, "completions per step (prompts per step x num generations)", axis=5,
                            column="prompts_per_step", tune_values=(4, 8, 16), quick_values=(4, 8),
                            bench_values=(4, 8), identity=True, workload=True, bench=True,
-                           default_if=tuple(("model", m, 8) for m in LARGE_PRESETS))
+                           default_if=tuple(("model", m, _one_prompt) for m in LARGE_PRESETS))
     micro_batch: int | None = knob(None, "completions per forward/backward: the step's batch is processed in micro-"
                                    "batches of this size with gradients accumulated (same update, less activation "
                                    "memory); default: the whole batch", identity=True, before=None,
-                                   default_if=tuple(("model", m, 4) for m in LARGE_PRESETS))
+                                   default_if=tuple(("model", m, _micro_of_four) for m in LARGE_PRESETS))
     num_generations: int = knob(8, "completions per prompt (the GRPO group size)", identity=True, workload=True)
     max_completion_length: int = knob(48, "max new tokens per completion", identity=True, workload=True)
     learning_rate: float = knob(3e-5, "learning rate")
@@ -270,15 +280,16 @@ def resolve_config(file: str | Path | None, flags: dict) -> tuple[TrainConfig, d
 def with_context_defaults(cfg: TrainConfig, origin: dict) -> tuple[TrainConfig, dict]:
     """Apply every knob's ``default_if`` to the knobs ``origin`` does not name (neither a file nor a flag set them);
     ``origin`` gains "default for <knob>=<value>" for each. Returns the config and the origins."""
-    contextual, origin = {}, dict(origin)
-    for name, k in KNOBS.items():
+    origin = dict(origin)
+    for name, k in KNOBS.items():  # in declaration order, each seeing the ones before it
         if name not in origin:
             hit = next(((o, v, d) for o, v, d in k.default_if if getattr(cfg, o) == v), None)
-            if hit is not None and getattr(cfg, name) != hit[2]:
-                contextual[name] = hit[2]
+            if hit is None:
+                continue
+            value = hit[2](cfg) if callable(hit[2]) else hit[2]
+            if getattr(cfg, name) != value:
+                cfg = from_mapping({name: value}, cfg, "contextual defaults")
                 origin[name] = f"default for {hit[0]}={hit[1]}"
-    if contextual:
-        cfg = from_mapping(contextual, cfg, "contextual defaults")
     return cfg, origin
 
 

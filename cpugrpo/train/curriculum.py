@@ -128,11 +128,14 @@ def run_curriculum(cfg, steps_per_stage: dict[str, int], lam: float, run_dir, fi
     """Train stage by stage; evaluate every level after each stage; EWC from the second stage on (lam > 0)."""
     from pathlib import Path
 
+    from ..hw.runtime import release_freed_memory
     from . import data, evaluate, models
-    from .trainer import build_dataset, run_grpo
+    from .trainer import build_dataset, check_installed, run_grpo, weights_dtype
 
     check_stages(steps_per_stage, lam)
-    loaded = loaded or models.load(cfg.model, seed=cfg.seed, progress=progress)
+    check_installed(cfg)
+    release_freed_memory(cfg.release_memory)
+    loaded = loaded or models.load(cfg.model, seed=cfg.seed, progress=progress, dtype=weights_dtype(cfg))
     eval_n = eval_n or cfg.eval_n
     eval_kw = dict(n=eval_n, seed=cfg.seed, precision=cfg.eval_precision, progress=progress,
                    max_new_tokens=cfg.max_completion_length, random_weights=loaded.random_weights)

@@ -134,7 +134,9 @@ def fit_batch(cfg: TrainConfig, shape: Shape | None = None, budget_mb: float | N
             f"memory budget {budget / 1024:.1f} GB is too small for model {cfg.model!r}: even 1 prompt x {g} "
             f"generations needs about {smallest / 1024:.1f} GB; raise --memory-budget to {smallest / 1024 * 1.1:.1f} "
             f"or more, or use a smaller --model, --update-precision bf16 or --gradient-checkpointing")
-    fits = [k * g for k in range(1, max_prompts + 1) if estimate_peak_mb(shape, cfg, k * g)["total"] <= budget]
+    micro = cfg.micro_batch or 1  # a batch must split into whole micro-batches
+    fits = [k * g for k in range(1, max_prompts + 1)
+            if k * g % micro == 0 and estimate_peak_mb(shape, cfg, k * g)["total"] <= budget] or [cfg.batch_size]
     best = fits[-1]
     if cfg.adaptive_batch:
         return cfg.replace(batch_size=best)
