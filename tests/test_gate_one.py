@@ -26,7 +26,7 @@ def test_gate_one_reuses_a_stored_reference_and_trains_only_the_candidate(tmp_pa
     (tmp_path / mid / "trials.jsonl").write_text(json.dumps(_row(ref_key, "ref-1", before, ref_after)) + "\n")
     trained = []
 
-    def fake_trial(opts, key, threads, store, machine_id, budget, before=False):
+    def fake_trial(opts, key, threads, store, machine_id, budget, before=False, learning_rate=None):
         trained.append((key, before))
         return _row("cand", "cand-1", None, ref_after)  # the same gain as the reference
 

@@ -189,12 +189,12 @@ def cmd_gate(args) -> dict:
     from ..runs.tune import TuneOptions
 
     cfg = TrainConfig(**{k: getattr(args, k) for k in ("update_precision", "rollout_precision", "optimizer",
-                                                       "adapter") if getattr(args, k) is not None})
+                                                       "adapter", "learning_rate") if getattr(args, k) is not None})
     threads = resolve_threads(args.threads)
     opts = TuneOptions.make(results_dir=args.results_dir, memory_budget_gb=args.memory_budget_gb)
     prepare_process(threads)
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    return gate_one(opts, analysis.gate_key(cfg.to_dict()), threads, log=log)
+    return gate_one(opts, analysis.gate_key(cfg.to_dict()), threads, log=log, learning_rate=args.learning_rate)
 
 
 def cmd_tune(args) -> dict:

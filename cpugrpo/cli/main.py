@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(k.flag_name(name), dest=name, choices=k.choices, help=k.help)
     p.add_argument("--threads", type=int, help="threads (default: every usable CPU)")
     p.add_argument("--memory-budget", type=float, dest="memory_budget_gb", help="GB a gate trial may use")
+    p.add_argument("--learning-rate", type=float, help="the candidate's learning rate (default: the gate's, 3e-05)")
     p.add_argument("--results-dir", default="results", help="where results/<id>/trials.jsonl is appended")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
     p.set_defaults(func=cmd_gate, show=tables.show_gate)

@@ -25,12 +25,14 @@ def gate_config(opts, pair: tuple, threads: int | None) -> TrainConfig:
 
 
 def gate_trial(opts, pair: tuple[str, str], threads: int | None, store, machine_id, budget_mb,
-               before: bool = False) -> dict:
+               before: bool = False, learning_rate: float | None = None) -> dict:
     """Train the tiny preset the gate's budget at ``pair``'s precisions and evaluate it on the gate's held-out items
     (``before``: also before training, the start every pair shares). Tagged "tune-gate": not a speed trial."""
     from .trial import TrialSpec, run_trial
 
     cfg = gate_config(opts, pair, threads)
+    if learning_rate:
+        cfg = cfg.replace(learning_rate=learning_rate)
     spec = TrialSpec(config=cfg.to_dict(), measured_steps=opts.quality_steps - 1, evaluate=True,
                      evaluate_before=before, tag="tune-gate", memory_limit_mb=budget_mb, timeout_s=1800)
     row = run_trial(spec, machine_id)
@@ -117,11 +119,12 @@ def _verdict(row: dict, base: dict) -> dict:
     return g
 
 
-def gate_one(opts, key: tuple, threads: int | None = None, log=print) -> dict:
+def gate_one(opts, key: tuple, threads: int | None = None, log=print, learning_rate: float | None = None) -> dict:
     """`cpugrpo gate`: the quality gate for one gate key, outside a tune. The reference trial is reused from this
     machine's store when one with the same gate budget is there (same trial key), else run first; the candidate is
     always trained afresh. Returns the verdict with both trial ids. ``opts``: a ``tune.TuneOptions`` (its gate
-    budget and directories)."""
+    budget and directories). ``learning_rate``: the candidate's own (the reference keeps the gate's), e.g. for LoRA,
+    whose adapters are commonly trained at about ten times a full fine-tune's rate."""
     from ..core.store import TrialStore
     from ..hw import hardware
     from ..train.memory import default_budget_mb
@@ -145,8 +148,9 @@ def gate_one(opts, key: tuple, threads: int | None = None, log=print) -> dict:
     if key == REFERENCE:
         return {"key": list(key), "verdict": "reference", "passed": True, "text": base["text"],
                 "reference_trial": ref["trial_id"], "machine_id": mid}
-    log(f"gate: training {analysis.gate_text(key)} ({opts.quality_steps} steps on tiny)")
-    row = gate_trial(opts, key, threads, store, mid, budget)
+    log(f"gate: training {analysis.gate_text(key)} ({opts.quality_steps} steps on tiny"
+        + (f", learning rate {learning_rate:g})" if learning_rate else ")"))
+    row = gate_trial(opts, key, threads, store, mid, budget, learning_rate=learning_rate)
     v = _verdict(row, ref) if base["learned"] else {
         "passed": False, "verdict": "inconclusive", "trial_id": row["trial_id"],
         "text": f"inconclusive, the reference did not measurably learn: {base['text']}"}
