@@ -59,3 +59,20 @@ def test_resume_reports_a_torn_line_on_stderr(tmp_path, capsys):
     assert rows == [] and out == ""
     assert "resume: " in err and "trials.jsonl:2: not a complete JSON row (torn write?)" in err
     assert "1 of 1 trials already in" in err
+
+
+def test_a_sweep_spec_may_run_a_trl_peer_under_a_memory_limit(tmp_path):
+    import pytest
+
+    from cpugrpo.core.config import TrainConfig
+    from cpugrpo.core.errors import ConfigError
+    from cpugrpo.runs.sweep import SweepSpec, specs_for
+
+    f = tmp_path / "s.toml"
+    f.write_text('[sweep]\nmode = "trl-defaults"\nmemory_limit_mb = 20480\n[axes]\nseed = [0]\n')
+    spec = SweepSpec.from_toml(f)
+    (t,) = specs_for([TrainConfig()], spec)
+    assert (t.mode, t.memory_limit_mb) == ("trl-defaults", 20480)
+    f.write_text('[sweep]\nmode = "vllm"\n[axes]\nseed = [0]\n')
+    with pytest.raises(ConfigError, match="unknown mode 'vllm'"):
+        SweepSpec.from_toml(f)

@@ -67,10 +67,17 @@ class SweepSpec:
     warmup_steps: int = 1
     evaluate: bool = False
     timeout_s: float = 900.0
+    mode: str = "cpugrpo"                 # or a TRL peer (trl-defaults, trl-cpu): plain GRPOTrainer on the same work
+    memory_limit_mb: float | None = None  # a trial passing it is killed and recorded as out of memory
 
     def __post_init__(self):
         from ..core.options import at_least, is_bool, positive
+        from .trial import MODES
 
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r} in [sweep]: use one of {', '.join(MODES)}")
+        if self.memory_limit_mb is not None:
+            positive("memory_limit_mb", self.memory_limit_mb, "MiB", 8192)
         at_least("measured_steps", self.measured_steps, 1)
         at_least("warmup_steps", self.warmup_steps, 0)
         is_bool("evaluate", self.evaluate)
@@ -78,13 +85,15 @@ class SweepSpec:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "SweepSpec":
-        """``[sweep]`` (measured_steps, warmup_steps, evaluate, timeout_s), ``[base]`` and ``[axes]`` tables."""
+        """``[sweep]`` (measured_steps, warmup_steps, evaluate, timeout_s, mode, memory_limit_mb), ``[base]`` and
+        ``[axes]`` tables."""
         doc = read_toml(path, "sweep spec")
         unknown = sorted(set(doc) - {"sweep", "base", "axes"})
         if unknown:
             raise ConfigError(f"sweep spec {path}: unknown table [{unknown[0]}]: use [sweep], [base] and [axes]")
         opts = doc.get("sweep", {})
-        bad = sorted(set(opts) - {"measured_steps", "warmup_steps", "evaluate", "timeout_s"})
+        bad = sorted(set(opts) - {"measured_steps", "warmup_steps", "evaluate", "timeout_s", "mode",
+                                  "memory_limit_mb"})
         if bad:
             raise ConfigError(f"sweep spec {path}: unknown key {bad[0]!r} in [sweep]")
         axes = doc.get("axes", {})
@@ -262,4 +271,5 @@ def specs_for(configs: list[TrainConfig], spec: SweepSpec, tag: str = "sweep") -
     from .trial import TrialSpec
 
     return [TrialSpec(config=c.to_dict(), measured_steps=spec.measured_steps, warmup_steps=spec.warmup_steps,
-                      evaluate=spec.evaluate, timeout_s=spec.timeout_s, tag=tag) for c in configs]
+                      evaluate=spec.evaluate, timeout_s=spec.timeout_s, tag=tag, mode=spec.mode,
+                      memory_limit_mb=spec.memory_limit_mb) for c in configs]
