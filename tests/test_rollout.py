@@ -77,3 +77,25 @@ def test_a_bf16_policy_is_generated_from_without_a_copy(tiny_dir):
     assert int8.module.model.embed_tokens.weight.dtype == torch.float32
     with torch.no_grad():
         assert int8.module(torch.tensor([[5, 17, 42]])).logits.isfinite().all()
+
+
+def test_int8_rollout_of_a_lora_model_quantizes_the_merged_weights(tiny_dir):
+    from peft import LoraConfig, get_peft_model
+
+    model = models.load(str(tiny_dir)).model
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)  # a trained-looking adapter: B is zero at init
+    snap = rollout.RolloutModel(peft_model, "int8")
+    snap.refresh()
+    ids = torch.tensor([[5, 17, 42, 9, 3]])
+    import copy
+
+    merged = copy.deepcopy(peft_model).merge_and_unload()
+    names = {n for n, m in merged.named_modules() if type(m) is torch.nn.Linear and n != "lm_head"}
+    ref = torch.ao.quantization.quantize_dynamic(
+        merged, {n: torch.ao.quantization.default_dynamic_qconfig for n in names}, dtype=torch.qint8)
+    with torch.no_grad():
+        assert torch.allclose(snap.module(ids).logits, ref(ids).logits, atol=1e-4)

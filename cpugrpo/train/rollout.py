@@ -119,8 +119,9 @@ class RolloutModel:
                 s.copy_(p)
             with warnings.catch_warnings():  # torch 2.13 deprecates the quantized tensor API it still runs on
                 warnings.simplefilter("ignore")
-                for q, w, b in self._int8:
-                    q.set_weight_bias(_quantize_weight(w), None if b is None else b.detach().float())
+                for q, w, b in self._int8:  # w: the policy's weight, or a function giving a LoRA layer's merged one
+                    q.set_weight_bias(_quantize_weight(w() if callable(w) else w),
+                                      None if b is None else b.detach().float())
             self._model = self._float
         self.refresh_seconds = time.perf_counter() - t0
 
@@ -212,18 +213,31 @@ def _install_int8(snapshot, policy, targets: set) -> list:
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-    sources = {name: m for name, m in policy.named_modules() if isinstance(m, torch.nn.Linear)}
-    out = []
-    for name, m in list(snapshot.named_modules()):
-        if not isinstance(m, torch.nn.Linear) or name not in sources or id(sources[name].weight) not in targets:
-            continue
-        src = sources[name]
+    policy_modules = dict(policy.named_modules())
+    sources = {name: m for name, m in policy_modules.items() if isinstance(m, torch.nn.Linear)}
+    out, replaced = [], []
+
+    def install(name, in_f, out_f, weight, bias):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            q = DynamicLinear(m.in_features, m.out_features, bias_=m.bias is not None, dtype=torch.qint8)
+            q = DynamicLinear(in_f, out_f, bias_=bias is not None, dtype=torch.qint8)
         parent_name, _, child = name.rpartition(".")
         setattr(snapshot.get_submodule(parent_name) if parent_name else snapshot, child, q)
-        out.append((q, src.weight, src.bias))
+        out.append((q, weight, bias))
+        replaced.append(name + ".")
+
+    for name, m in list(snapshot.named_modules()):
+        if any(name.startswith(r) for r in replaced):
+            continue  # inside a LoRA layer already replaced as a whole
+        if hasattr(m, "get_delta_weight") and hasattr(m, "get_base_layer"):
+            # a peft LoRA layer: one int8 Linear of the merged weight (base + B A scale), recomputed at each refresh
+            src = policy_modules[name]
+            base = src.get_base_layer()
+            install(name, base.in_features, base.out_features,
+                    lambda src=src: src.get_base_layer().weight.float() + src.get_delta_weight(src.active_adapters[0]),
+                    base.bias)
+        elif isinstance(m, torch.nn.Linear) and name in sources and id(sources[name].weight) in targets:
+            install(name, m.in_features, m.out_features, sources[name].weight, sources[name].bias)
     return out
 
 
