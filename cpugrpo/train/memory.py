@@ -1,15 +1,15 @@
 """Peak-memory estimate for a GRPO step, and the adaptive batch size built on it. Runs before anything is loaded.
 
-An empirical model, not a derivation: the process baseline (python, torch, transformers, trl), weights + gradients +
-AdamW states, the rollout snapshot and reference model, and activations per completion token. Fitted on two
-measured runs (OS peak RSS, batch 64, fp32, 48 new tokens, 2 threads; docs/LOG.md):
-tiny (2 x 512) 1482 MiB -> estimate 1526 (+3%); small (12 x 512) 5418 MiB -> estimate 5132 (-5%).
-For the 494M shape at 8 completions (int8 rollout, fp32 update) it says 13231 MiB against 10259 and 10277 MiB
-measured (docs/LOG.md: the two 494M baseline pairs, shared prefix on): 29% high, on the safe side. bf16 and
-gradient checkpointing are scaled by reasoning (half the bytes; one layer of saved activations), not fitted: treat
-those estimates as guesses. The shared prefix (prefix.py, on by default) lowers the
-real peak and is ignored here, on the safe side: small, batch 64, int8 rollout measured 3555 MiB with it and 5683
-MiB without, against an estimate of 5167 MiB.
+An empirical model, not a derivation: the process baseline (python, torch, transformers, trl), weights, gradients,
+optimizer state and the step's transient (per optimizer and weight dtype; gradient accumulation's extra gradient of
+the largest tensor; autocast's bf16 weight cache), the rollout snapshot and reference model, and activations per
+token of a micro-batch (TRL's fused head scores the vocabulary in 32768-entry chunks). Refitted on 2026-11-22 on the
+494M shape's 20 configurations measured with the current defaults (micro-batches of 4, release_memory on: adapter x
+optimizer x update x rollout precision, `specs/494m-*.toml`): every one within 5% of its OS peak RSS except LoRA
+with bf16-sr adapters, 10% high (docs/LOG.md). Earlier rows (whole batch, glibc's default allocator, shared prefix)
+come out 11-13% high at 494M and 20-70% high on tiny and small, whose activations the shared prefix halves and the
+model ignores: on the safe side. Gradient checkpointing is scaled by reasoning (one layer of saved activations), not
+fitted: treat those estimates as guesses.
 """
 
 from __future__ import annotations
@@ -26,15 +26,17 @@ ACT_PER_INTER = 10      # ... per unit of MLP intermediate size (fitted)
 LOGIT_COPIES = 4        # logits, log-softmax, its grad and a temporary, per token, per vocab entry of a head chunk
 HEAD_CHUNK = 32768      # TRL's fused head scores the vocabulary in chunks of this many entries
 PROMPT_TOKENS = 80      # prompt length of the synthetic problems (chat template included), in tokens
-LORA_TARGETS = 7        # all-linear on a Qwen2 layer: q, k, v, o, gate, up, down
 # Optimizer state bytes per parameter (per element of the stepped tensor's dtype where it follows the weights) and
 # the transient of one step as bytes per element of the largest tensor (measured on a 151,936 x 896 bf16 embedding
 # plus three layer matrices, docs/LOG.md: bitsandbytes' CPU path +3.4 GB, transformers' Adafactor +2.0 GB, torch's
 # fused AdamW +0.4 GB; stochastic rounding steps 16 MiB row blocks, so its transient is negligible).
 STATE_BYTES = {"adamw_torch_fused": 2.0, "adamw_torch": 2.0, "adafactor": 0.0, "adamw_torch_8bit": 2.0 / 4,
                "adamw_bnb_8bit": 2.0 / 4}  # x the state dtype's bytes (8-bit: 1 byte each, whatever the weights)
-TRANSIENT_BYTES = {"adamw_torch_fused": 3.0, "adamw_torch": 4.0, "adafactor": 16.0, "adamw_torch_8bit": 8.0,
-                   "adamw_bnb_8bit": 24.0}
+# (fp32 weights, bf16 weights): refitted on the 494M rows of 2026-11-22 (docs/LOG.md); with bf16 weights the
+# optimizers also make fp32 copies of each gradient, hence the larger second figure.
+TRANSIENT_BYTES = {"adamw_torch_fused": (3.0, 3.0), "adamw_torch": (4.0, 4.0), "adafactor": (4.0, 16.0),
+                   "adamw_torch_8bit": (8.0, 8.0), "adamw_bnb_8bit": (10.0, 24.0)}
+COMPILE_MB = 2400.0  # torchao's torch.compile'd step under stochastic rounding: one graph per block shape (measured)
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,22 @@ def estimate_peak_mb(shape: Shape, cfg: TrainConfig, batch_size: int | None = No
     wbytes = 2 if bf16_weights else 4
     n, emb = shape.n_params, shape.vocab * shape.hidden
     largest = emb if not lora else 0
-    if lora:  # rank x (in + out) per adapted matrix, fp32 (bf16 under bf16 updates)
-        trainable = shape.layers * LORA_TARGETS * cfg.lora_rank * (2 * shape.hidden + shape.intermediate) * 1.2
+    if lora:  # rank x (in + out) per adapted matrix (q, k, v, o at most h + h; gate, up, down h + i), fp32 (bf16
+        # under bf16 updates)
+        trainable = shape.layers * cfg.lora_rank * (8 * shape.hidden + 3 * (shape.hidden + shape.intermediate))
         tbytes = 2 if cfg.update_precision in ("bf16", "bf16-sr") else 4
     else:
         trainable, tbytes = n, wbytes
     sr = cfg.update_precision == "bf16-sr"
     state_dtype = 4 if (sr or tbytes == 4) else 2  # stochastic rounding steps fp32 proxies: fp32 state
     state = STATE_BYTES[cfg.optimizer] * (4 if "8bit" in cfg.optimizer else state_dtype)
-    transient = 0.0 if sr else TRANSIENT_BYTES[cfg.optimizer] * largest / mb
+    transient = 0.0 if sr else TRANSIENT_BYTES[cfg.optimizer][wbytes == 2] * largest / mb
+    if sr and cfg.optimizer == "adamw_torch_8bit":
+        transient = COMPILE_MB
+    if micro < b:  # gradient accumulation: a micro-batch's gradient of the largest tensor, before it is added
+        transient += largest * tbytes / mb
+    if cfg.update_precision == "bf16-autocast":  # autocast's cache of bf16 weight copies, kept through a forward
+        transient += n * 2 / mb
     weights = n * wbytes / mb
     grads = trainable * tbytes / mb
     optimizer = trainable * state / mb + transient
