@@ -9,10 +9,13 @@ from cpugrpo.core.config import KNOBS, TrainConfig, resolve_config
 @pytest.mark.parametrize("model", ["qwen2-0.5b", "qwen2-1.5b"])
 def test_large_presets_default_to_one_prompt_in_micro_batches(model):
     cfg, origin = resolve_config(None, {"model": model})
-    assert (cfg.batch_size, cfg.micro_batch) == (8, 4)
-    assert origin["batch_size"] == origin["micro_batch"] == f"default for model={model}"
-    assert origin["model"] == "flag"
-    assert "rollout_precision" not in origin  # nothing else moved
+    assert (cfg.batch_size, cfg.micro_batch, cfg.release_memory) == (8, None, False)  # full-parameter: the fast way
+    assert origin == {"model": "flag", "batch_size": f"default for model={model}"}
+    lora, origin = resolve_config(None, {"model": model, "adapter": "lora"})  # LoRA: the lean way
+    assert (lora.batch_size, lora.micro_batch, lora.release_memory, lora.rollout_precision) == (8, 4, True, "bf16")
+    assert origin["micro_batch"] == origin["release_memory"] == "default for adapter=lora"
+    tiny, _ = resolve_config(None, {"adapter": "lora"})
+    assert (tiny.batch_size, tiny.micro_batch) == (64, None)  # tiny's LoRA keeps the whole batch
 
 
 def test_the_plain_defaults_elsewhere():
@@ -23,9 +26,9 @@ def test_the_plain_defaults_elsewhere():
 
 
 def test_an_explicit_flag_wins_over_a_contextual_default():
-    cfg, origin = resolve_config(None, {"model": "qwen2-0.5b", "batch_size": 16})
+    cfg, origin = resolve_config(None, {"model": "qwen2-0.5b", "batch_size": 16, "adapter": "lora"})
     assert cfg.batch_size == 16 and origin["batch_size"] == "flag"
-    assert cfg.micro_batch == 4 and origin["micro_batch"] == "default for model=qwen2-0.5b"
+    assert cfg.micro_batch == 4 and origin["micro_batch"] == "default for adapter=lora"
     cfg, origin = resolve_config(None, {"model": "qwen2-0.5b", "micro_batch": 8, "threads": None})
     assert (cfg.batch_size, cfg.micro_batch) == (8, 8) and origin["micro_batch"] == "flag"
 
@@ -47,7 +50,7 @@ def test_a_config_file_value_wins_over_a_contextual_default(tmp_path):
     cfg, origin = resolve_config(f, {})
     assert cfg.batch_size == 16 and origin["batch_size"] == f"file {f}"
     assert cfg.rollout_precision == "int8" and origin["rollout_precision"] == f"file {f}"
-    assert cfg.micro_batch == 4 and origin["micro_batch"] == "default for model=qwen2-0.5b"  # the file left it out
+    assert cfg.micro_batch == 4 and origin["micro_batch"] == "default for adapter=lora"  # the file left it out
     # the context may come from the file and the value from a flag, or the other way round
     g = tmp_path / "d.toml"
     g.write_text('[train]\nmicro_batch = 2\n')

@@ -34,8 +34,14 @@ def _one_prompt(cfg) -> int:
 
 
 def _micro_of_four(cfg) -> int:
-    """The Qwen2 shapes' default micro-batch: the largest divisor of the step's batch up to 4 completions."""
+    """A lean micro-batch: the largest divisor of the step's batch up to 4 completions."""
     return max(d for d in range(1, 5) if cfg.batch_size % d == 0)
+
+
+def _lora_micro(cfg) -> int | None:
+    """LoRA's default micro-batch: lean on the Qwen2 shapes (activations dominate a LoRA step's memory there), the
+    whole batch elsewhere."""
+    return _micro_of_four(cfg) if cfg.model in LARGE_PRESETS else None
 
 
 def _nearest_multiples(n: int, k: int) -> str:
@@ -60,7 +66,7 @@ class TrainConfig:
     micro_batch: int | None = knob(None, "completions per forward/backward: the step's batch is processed in micro-"
                                    "batches of this size with gradients accumulated (same update, less activation "
                                    "memory); default: the whole batch", identity=True, before=None,
-                                   default_if=tuple(("model", m, _micro_of_four) for m in LARGE_PRESETS))
+                                   lean=_micro_of_four, default_if=(("adapter", "lora", _lora_micro),))
     num_generations: int = knob(8, "completions per prompt (the GRPO group size)", identity=True, workload=True)
     max_completion_length: int = knob(48, "max new tokens per completion", identity=True, workload=True)
     learning_rate: float = knob(3e-5, "learning rate")
@@ -98,8 +104,9 @@ class TrainConfig:
                                         bench=True)
     shared_prefix: bool = knob(True, "update forward runs each distinct prompt once, not once per completion",
                                axis=3, identity=True, before=False, keyed_at_before=True)  # prefix.py
-    release_memory: bool = knob(True, "return freed blocks of 128 KiB or more to the OS at once (glibc mallopt "
-                                "M_MMAP_THRESHOLD): lower peak RSS", identity=True, before=False)
+    release_memory: bool = knob(False, "return freed blocks of 128 KiB or more to the OS at once (glibc mallopt "
+                                "M_MMAP_THRESHOLD): lower peak RSS, slower (every large allocation page-faults afresh)",
+                                identity=True, before=False, lean=True, default_if=(("adapter", "lora", True),))
     beta: float = knob(0.0, "KL weight; > 0 adds a reference model", identity=True)
     ref_precision: str = knob("fp32", "reference model precision", choices=REF_PRECISIONS, label="reference precision")
     format_reward_weight: float = knob(0.25, "weight of the format reward", flag=None, workload=True)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from ..core.config import (
     COLUMNS,
+    KNOBS,
     LARGE_PRESETS,
     TrainConfig,
     from_columns,
@@ -178,7 +179,8 @@ def start_point(n_usable: int, model: str = "tiny", budget_mb: float | None = No
     """Where the search starts: the defaults of every axis (TrainConfig's, with the model's contextual defaults), at
     every usable CPU. When that is estimated over ``budget_mb``, every axis with a ``lean`` value (the knob
     registry's) that ``axes`` offers starts there instead (bf16 weights with stochastic rounding, Adafactor, bf16
-    rollouts that read those weights), so the search starts from something that fits."""
+    rollouts that read those weights), and so do the knobs with a lean value that are no axis (micro-batches of at
+    most 4, freed memory released at once), so the search starts from something that fits."""
     from ..train.memory import estimate_peak_mb, shape_of
 
     d, _ = with_context_defaults(TrainConfig(model=model), {"model": "given"})
@@ -191,6 +193,9 @@ def start_point(n_usable: int, model: str = "tiny", budget_mb: float | None = No
     if need > budget_mb:
         lean = {COLUMNS[n]: k.lean for n, k in tuner_axes()
                 if k.lean is not _UNSET and (axes is None or k.lean in axes.get(COLUMNS[n], []))}
+        # knobs that are no axis but have a lean value (micro-batches, releasing freed memory) start lean too
+        lean.update({n: k.lean(d) if callable(k.lean) else k.lean for n, k in KNOBS.items()
+                     if k.axis is None and k.lean is not _UNSET})
         start.update(lean)
         after = estimate_peak_mb(shape, from_mapping(from_columns(start, d.to_dict()), d))["total"]
         log(f"start: the defaults need ~{need:.0f} MiB, over the {budget_mb:.0f} MiB budget; starting lean "
