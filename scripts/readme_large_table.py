@@ -18,6 +18,12 @@ def label(r: dict) -> str:
     optimizer = k["optimizer"].replace("adamw_torch_fused", "AdamW fused")
     rollout = f"rollout {k['rollout_precision']}" + (" + int8 head" if k["int8_lm_head"] else "")
     parts = ["LoRA r16" if k["adapter"] == "lora" else "full", optimizer, f"update {k['update_precision']}", rollout]
+    if k.get("threads") != 2:
+        parts.append(f"{k['threads']} thread(s)")
+    if not k.get("shared_prefix", True):
+        parts.append("no shared prefix")
+    if k.get("gradient_checkpointing"):
+        parts.append("checkpointing")
     if k["micro_batch"] in (None, 8) or not k["release_memory"]:
         parts.append(f"micro {k['micro_batch'] or 'whole'}, release {'on' if k['release_memory'] else 'off'}")
     return ", ".join(parts)
