@@ -110,12 +110,21 @@ def _addmm_(self_shape, a_shape, b_shape, *args, **kwargs):
 @pytest.mark.parametrize("name", ["tiny", "small", "wide-vocab"])
 @pytest.mark.parametrize("shared", [False, True])
 def test_analytic_count_matches_flop_counter(name, shared):
+
+
+    model = _model(name)
+    ids, mask, keep = _batch(model.config.vocab_size)
+    counted, work = _counted_update(model, ids, mask, keep, shared)
+    analytic = executed_flops(Dims.of(model.config), work)["total"]
+    assert abs(analytic - counted) / counted < 0.02, (analytic, counted)
+
+
+def _counted_update(model, ids, mask, keep, shared):
+    """One scoring forward and its backward under FlopCounterMode: (FLOPs counted, the work entries recorded)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from cpugrpo.train.prefix import shared_prefix_logps
 
-    model = _model(name)
-    ids, mask, keep = _batch(model.config.vocab_size)
     work = []
     with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_}) as counter:
         if shared:
@@ -127,9 +136,7 @@ def test_analytic_count_matches_flop_counter(name, shared):
             work.append({"rows": ids.size(0), "q_len": ids.size(1), "kv_len": ids.size(1), "grad": True,
                          "head": ids.size(0) * (ids.size(1) - 1)})
         logps.sum().backward()
-    counted = counter.get_total_flops()
-    analytic = executed_flops(Dims.of(model.config), work)["total"]
-    assert abs(analytic - counted) / counted < 0.02, (analytic, counted)
+    return counter.get_total_flops(), work
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -138,26 +145,11 @@ def test_frozen_count_matches_flop_counter_under_lora(shared):
     adapters' own matmuls are not counted, and layer 0's q, k and v projections need no input gradient (their input
     comes from the frozen embedding) though the count gives them one."""
     from peft import LoraConfig, get_peft_model
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from cpugrpo.train.prefix import shared_prefix_logps
-
     model = _model("wide-vocab")
     get_peft_model(model, LoraConfig(r=1, lora_alpha=2, target_modules="all-linear", lora_dropout=0.0))
     ids, mask, keep = _batch(model.config.vocab_size)
-    work = []
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_}) as counter:
-        if shared:
-            logps, _ = shared_prefix_logps(model, ids, mask, keep, work=work)
-        else:
-            labels = ids.masked_fill(mask == 0, -100)
-            labels[:, :-keep] = -100
-            logps = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs
-            work.append({"rows": ids.size(0), "q_len": ids.size(1), "kv_len": ids.size(1), "grad": True,
-                         "head": ids.size(0) * (ids.size(1) - 1)})
-        logps.sum().backward()
+    counted, work = _counted_update(model, ids, mask, keep, shared)
     assert not model.model.embed_tokens.weight.requires_grad
-    counted = counter.get_total_flops()
     frozen = executed_flops(Dims.of(model.config), work, frozen=True)["total"]
     assert abs(frozen - counted) / counted < 0.02, (frozen, counted)
     assert executed_flops(Dims.of(model.config), work)["total"] > 1.2 * counted  # the trainable count is not it
