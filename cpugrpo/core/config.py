@@ -59,6 +59,9 @@ class TrainConfig:
     steps: int = knob(600, "GRPO steps")  # +10.2 points [+6.9, +13.4] on tiny (docs/LOG.md); 300 gave +2.8
     threads: int | None = knob(None, "intra-op threads (default: every usable CPU)", axis=0, identity=True,
                                workload=True, bench=True)
+    processes: int = knob(1, "data-parallel processes (torch.distributed ranks over gloo), each with --threads "
+                          "threads pinned to its own cores; the batch stays the global batch, split across ranks",
+                          identity=True, before=1)
     batch_size: int = knob(64, "completions per step (prompts per step x num generations)", axis=5,
                            column="prompts_per_step", tune_values=(4, 8, 16), quick_values=(4, 8),
                            bench_values=(4, 8), identity=True, workload=True, bench=True,
@@ -135,6 +138,7 @@ class TrainConfig:
                 need(isinstance(v, bool), f"{f.name} must be true or false, got {v!r}")
         need(self.steps >= 1, f"steps must be at least 1, got {self.steps}: use --steps 1 or more")
         need(self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}")
+        need(self.processes >= 1, f"processes must be at least 1, got {self.processes}: use --processes 1 or more")
         need(self.num_generations >= 2,
              f"num_generations must be at least 2 (GRPO compares completions within a group), got "
              f"{self.num_generations}")
