@@ -3,7 +3,8 @@
 - ``atomic_write_text`` / ``atomic_write_json``: write to a temp file, fsync, rename.
 - ``TrialStore``: an append-only JSONL of rows (``results/<machine-id>/trials.jsonl``, ``baselines.jsonl``). A row is
   appended with a single ``write`` on an ``O_APPEND`` descriptor under an exclusive lock and fsynced, so a row is
-  either fully there or absent; a reader skips (and reports) a torn last line left by a crash mid-write.
+  either fully there or absent; a reader skips (and reports) a torn last line left by a crash mid-write, and reads a
+  repeated line once (results merged from two clones of one machine).
 """
 
 from __future__ import annotations
@@ -66,13 +67,16 @@ class TrialStore:
             return fh.read(1) == b"\n"
 
     def rows(self) -> tuple[list[dict], list[str]]:
-        """(rows, problems): unreadable lines are reported by line number, not fatal."""
+        """(rows, problems): unreadable lines are reported by line number, not fatal. A line identical to an earlier
+        one is the same row arriving twice (two clones of one machine's results appended together, README "A fleet
+        of machines") and is read once."""
         if not self.path.exists():
             return [], []
-        rows, problems = [], []
+        rows, problems, seen = [], [], set()
         for i, line in enumerate(self.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
+            if not line.strip() or line in seen:
                 continue
+            seen.add(line)
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
