@@ -177,3 +177,69 @@ def test_tune_options_refuse_too_few_steps_for_the_rank_test():
         TuneOptions(measured_steps=3)
     with pytest.raises(ConfigError, match="not a multiple of num_generations"):
         TuneOptions(gate_batch_size=60)
+
+
+def _layout_speed(speeds: dict, measured: list):
+    """A fake measure: samples/s by (processes, threads); records every point it is asked for."""
+    def measure(p):
+        measured.append((p.get("processes", 1), p["threads"]))
+        v = speeds[measured[-1]]
+        return _row([v * f for f in (0.98, 0.99, 1.0, 1.01, 1.02)], 1000 * measured[-1][0], str(len(measured)))
+    return measure
+
+
+def test_processes_axis_is_explored_within_the_usable_cpus():
+    from cpugrpo.runs.recommend import _axis_reason
+    from cpugrpo.runs.tune import AXES_ORDER
+
+    axes, _ = search_space(_Profile(["avx2"], 2), quick=True)
+    assert axes["processes"] == [1, 2] and axes["threads"] == [1, 2]
+    assert AXES_ORDER.index("threads") < AXES_ORDER.index("processes") < AXES_ORDER.index("rollout_precision")
+    measured = []
+    start = {"threads": 2, "processes": 1, "rollout_precision": "fp32"}
+    best, row, record = coordinate_descent(start, {"threads": [1, 2], "processes": [1, 2]},
+                                           _layout_speed({(1, 1): 30.0, (1, 2): 50.0, (2, 1): 70.0}, measured),
+                                           log=lambda m: None, cpus=2)
+    assert set(measured) == {(1, 1), (1, 2), (2, 1)}  # 2 x 2 is never tried on 2 CPUs
+    assert best == {**start, "processes": 2, "threads": 1}
+    rec = next(r for r in record if r["axis"] == "processes")
+    assert [t["layout"] for t in rec["tried"]] == [[1, 2], [2, 1]] and rec["chosen"] == 2
+    reason = _axis_reason(rec, 8)
+    assert reason.startswith("processes x threads per process: ")
+    assert "1 x 2: 50.0" in reason and "2 x 1: 70.0" in reason
+
+
+def test_no_point_over_the_usable_cpus_on_a_larger_machine():
+    axes, _ = search_space(_Profile(["avx2"], 6), quick=False)
+    assert axes["processes"] == [1, 2, 4, 6] == axes["threads"]
+    speeds = {(p, t): 10.0 * p * t + p for p in range(1, 7) for t in range(1, 7)}
+    for threads_first in (1, 6):  # whatever threads won, the processes sweep stays within 6 CPUs
+        measured = []
+        best, _, record = coordinate_descent({"threads": threads_first, "processes": 1}, {"processes": [1, 2, 4, 6]},
+                                             _layout_speed(speeds, measured), log=lambda m: None, cpus=6)
+        assert all(p * t <= 6 for p, t in measured) and {p for p, _ in measured} == {1, 2, 4, 6}
+        assert best["processes"] * best["threads"] <= 6
+    assert measured == [(1, 6), (1, 6), (2, 3), (4, 1), (6, 1)]  # the start, then the threads give way: 6 // P
+
+
+def test_processes_multiply_the_memory_estimate():
+    from cpugrpo.core.config import TrainConfig
+    from cpugrpo.train.memory import estimate_peak_mb, shape_of
+
+    one = estimate_peak_mb(shape_of("tiny"), TrainConfig())["total"]
+    runs = []
+
+    def run(spec, machine_id):
+        runs.append(spec)
+        return {**_row([60.0] * spec.measured_steps, 900, f"t{len(runs)}"), "key": spec.key}
+
+    class Store:
+        path = "trials.jsonl"
+
+        def append(self, row):
+            pass
+
+    s = Searcher(TuneOptions(), Store(), "m", one * 1.5, run=run)
+    assert s.measure({"threads": 1, "processes": 1})["status"] == "ok"
+    row = s.measure({"threads": 1, "processes": 2})  # two replicas of the weights: over a budget one fits in
+    assert row["status"] == "skipped" and "over the" in row["reason"] and len(runs) == 1

@@ -61,7 +61,7 @@ class TrainConfig:
                                workload=True, bench=True)
     processes: int = knob(1, "data-parallel processes (torch.distributed ranks over gloo), each with --threads "
                           "threads pinned to its own cores; the batch stays the global batch, split across ranks",
-                          identity=True, before=1)
+                          identity=True, before=1, axis=0.5)  # tuned after threads, P x T <= usable CPUs
     batch_size: int = knob(64, "completions per step (prompts per step x num generations)", axis=5,
                            column="prompts_per_step", tune_values=(4, 8, 16), quick_values=(4, 8),
                            bench_values=(4, 8), identity=True, workload=True, bench=True,

@@ -39,20 +39,28 @@ def _axis_reason(rec: dict, num_generations: int) -> str:
     >>> for part in r.split(", 8 "): print(part)
     samples/s (median, min-max over measured steps) 4 prompts x 8 = batch 32: 59.8 (55.0-61.0)
     prompts x 8 = batch 64: failed (trials t1, t2)
+    >>> print(_axis_reason({"axis": "processes", "tried": [{"value": 1, "layout": [1, 2], "samples_per_s": 60.0,
+    ...   "status": "ok", "trial_id": "t1"}, {"value": 2, "layout": [2, 1], "samples_per_s": 70.0, "status": "ok",
+    ...   "trial_id": "t2"}]}, 8).replace("steps) ", "steps)\\n"))
+    processes x threads per process: samples/s (median, min-max over measured steps)
+    1 x 2: 60.0, 2 x 1: 70.0 (trials t1, t2)
     """
     if "skipped" in rec:
         return f"not searched: {rec['skipped']}; default kept"
     parts = []
     for t in rec["tried"]:
         v = t["value"]
-        if isinstance(v, bool):
+        if t.get("layout"):  # processes and threads share the CPUs: the layout each trial ran
+            v = " x ".join(map(str, t["layout"]))
+        elif isinstance(v, bool):
             v = "on" if v else "off"
         elif rec["axis"] == "prompts_per_step":
             v = f"{v} prompts x {num_generations} = batch {v * num_generations}"
         rng = f" ({t['range'][0]:.1f}-{t['range'][1]:.1f})" if t.get("range") else ""
         parts.append(f"{v}: {t['samples_per_s']:.1f}{rng}" if t["samples_per_s"] else f"{v}: {t['status']}")
     decision = f"; {rec['decision']['text']}" if rec.get("decision") else ""
-    return ("samples/s (median, min-max over measured steps) " + ", ".join(parts)
+    head = "processes x threads per process: " if any(t.get("layout") for t in rec["tried"]) else ""
+    return (head + "samples/s (median, min-max over measured steps) " + ", ".join(parts)
             + f" (trials {', '.join(t['trial_id'] for t in rec['tried'])}){decision}")
 
 
@@ -123,7 +131,8 @@ def build(opts, profile, chosen: dict, record: list, verdicts: dict, gates: dict
 
 
 def _label(c: dict) -> str:
-    return (f"{c['threads']}t, batch {c['batch_size']}, update {c['update_precision']}, rollout "
+    ranks = f"{c['processes']} processes x " if c.get("processes", 1) > 1 else ""
+    return (f"{ranks}{c['threads']}t, batch {c['batch_size']}, update {c['update_precision']}, rollout "
             f"{c['rollout_precision']}, shared prefix {'on' if c.get('shared_prefix') else 'off'}, checkpointing "
             f"{'on' if c['gradient_checkpointing'] else 'off'}")
 

@@ -1,10 +1,13 @@
 """`cpugrpo tune`, the main job: detect -> probe -> search -> quality gate -> Pareto -> recommended.toml -> report.
 
-Search: coordinate descent over the knobs, each trial in its own process (trial.py), in the order threads -> rollout
-precision -> update precision -> shared prefix -> gradient checkpointing -> prompts per step. Each axis is swept
-with the others held at the best so far. That is sum(|axis|) trials instead of prod(|axis|). Arms the hardware rules
-out are pruned before anything runs (no bf16 arms without AVX512-BF16/AMX or ARM BF16; no config whose estimated peak
-RSS exceeds the memory budget), and every trial runs under the memory budget as a hard limit. The two fastest
+Search: coordinate descent over the knobs, each trial in its own process (trial.py), in the order threads ->
+processes -> rollout precision -> update precision -> shared prefix -> gradient checkpointing -> prompts per step.
+Each axis is swept with the others held at the best so far. That is sum(|axis|) trials instead of prod(|axis|).
+Processes (data-parallel ranks) and threads per rank share the usable CPUs: no point with P x T over them is tried;
+sweeping one of the two, the other gives way (``fit_cpus``: 2 processes after 2 threads on 2 CPUs run 1 thread
+each). Arms the hardware rules out are pruned before anything runs (no bf16 arms without AVX512-BF16/AMX or ARM BF16;
+no config whose estimated peak RSS, every rank's together, exceeds the memory budget), and every trial runs under the
+memory budget as a hard limit. The two fastest
 configurations are then measured again with twice the steps, and the decision uses those.
 
 Noise: a trial whose step times spread more than 25% is measured again with twice the steps, as in a sweep
@@ -46,7 +49,8 @@ from ..core.knobs import _UNSET
 from . import analysis
 from .gate import REFERENCE, _verdict, baseline_gain, gate, gate_config, gate_trial  # noqa: F401 (re-exported)
 
-AXES_ORDER = tuple(COLUMNS[name] for name, _ in tuner_axes())  # threads, rollout, update, prefix, ckpt, prompts
+AXES_ORDER = tuple(COLUMNS[name] for name, _ in tuner_axes())  # threads, processes, rollout, ..., prompts
+CPU_AXES = ("processes", "threads")  # share the usable CPUs: P x T <= n; both try the machine's thread arms
 
 # The gate's budget: the tiny preset trained GATE_STEPS GRPO steps (warm-up included) at GATE_LEARNING_RATE and
 # GATE_BATCH_SIZE completions per step (8 prompts x 8), then GATE_EVAL_N held-out items evaluated greedily. Measured
@@ -140,6 +144,22 @@ def thread_arms(n: int) -> list[int]:
     return out + [n]
 
 
+def fit_cpus(point: dict, axis: str, n: int) -> dict | None:
+    """``point`` with processes x threads within ``n`` usable CPUs: the swept ``axis`` keeps its value and the other
+    of the two gives way (n // value); None when the value alone is over n.
+
+    >>> fit_cpus({"processes": 2, "threads": 2}, "processes", 2), fit_cpus({"processes": 2, "threads": 2}, "threads", 3)
+    ({'processes': 2, 'threads': 1}, {'processes': 1, 'threads': 2})
+    """
+    p, t = point.get("processes", 1), point.get("threads", 1)
+    if p * t <= n or axis not in CPU_AXES:
+        return point
+    if point[axis] > n:
+        return None
+    other = CPU_AXES[CPU_AXES.index(axis) - 1]
+    return {**point, other: n // point[axis]}
+
+
 def has_bf16(profile) -> bool:
     f = set(profile.features)
     return bool({"avx512_bf16", "amx_bf16", "bf16", "svebf16"} & f)
@@ -147,21 +167,22 @@ def has_bf16(profile) -> bool:
 
 def search_space(profile, quick: bool, model: str = "tiny") -> tuple[dict[str, list], list[str]]:
     """The axes the tuner may try on this machine, and why arms were left out. Pure (profile in, dict out).
-    Axes, their values and their order come from the knob registry (core/config.py); threads are this machine's
-    thread arms; values that need bf16 instructions are pruned on a CPU without them. On the Qwen2 shapes the batch
-    stays at one prompt (8 completions): a step there already takes tens of seconds."""
+    Axes, their values and their order come from the knob registry (core/config.py); threads and processes both
+    try this machine's thread arms (the search keeps their product within the usable CPUs); values that need bf16
+    instructions are pruned on a CPU without them. On the Qwen2 shapes the batch stays at one prompt (8
+    completions): a step there already takes tens of seconds."""
     pruned = []
     have = {"bf16": has_bf16(profile)}
     axes = {}
     for name, k in tuner_axes():
         col = COLUMNS[name]
-        values = thread_arms(profile.n_usable) if name == "threads" else knob_values(k)
+        values = thread_arms(profile.n_usable) if name in CPU_AXES else knob_values(k)
         dropped = [v for v in values if k.needs.get(v) and not have.get(k.needs[v], True)]
         if dropped:
             pruned.append(f"{k.text(name)} {', '.join(map(str, dropped))}: no AVX512-BF16, AMX or ARM BF16 "
                           f"instructions on this CPU (bf16 would be emulated, slower than fp32)")
         values = [v for v in values if v not in dropped]
-        if quick and name != "threads" and knob_values(k, "quick") != knob_values(k):
+        if quick and name not in CPU_AXES and knob_values(k, "quick") != knob_values(k):
             kept = [v for v in values if v in knob_values(k, "quick")]
             pruned.append(f"{k.text(name)}: only {', '.join(map(str, kept))} in --quick (the full tune tries "
                           f"{', '.join(map(str, values))})")
@@ -230,7 +251,8 @@ class Searcher:
         from .trial import TrialSpec
 
         cfg = self.config(point)
-        need = estimate_peak_mb(shape_of(cfg.model), cfg)["total"]
+        ranks = cfg.processes  # each rank holds its own weights, optimizer state and snapshot
+        need = ranks * estimate_peak_mb(shape_of(cfg.model), cfg, -(-cfg.batch_size // ranks))["total"]
         spec = TrialSpec(config=cfg.to_dict(), measured_steps=measured_steps or self.opts.measured_steps,
                          memory_limit_mb=self.budget_mb, tag=tag, timeout_s=1800)
         if spec.key in self.rows:
@@ -248,10 +270,12 @@ class Searcher:
         return row
 
 
-def coordinate_descent(start: dict, axes: dict[str, list], measure, over_time=lambda: False, log=print):
+def coordinate_descent(start: dict, axes: dict[str, list], measure, over_time=lambda: False, log=print,
+                       cpus: int | None = None):
     """Sweep one axis at a time from ``start``; each axis's value is chosen by ``analysis.decide`` (the fastest
     median unless the rank test calls it a tie, which the lower peak RSS breaks); returns (best point, its row,
-    per-axis record). ``measure(point) -> row``. Pure apart from ``measure`` and ``log``."""
+    per-axis record). ``measure(point) -> row``. With ``cpus``, no point has processes x threads over it
+    (``fit_cpus``), and the CPU axes' record names both. Pure apart from ``measure`` and ``log``."""
     best = dict(start)
     best_row = measure(best)
     record = []
@@ -263,23 +287,32 @@ def coordinate_descent(start: dict, axes: dict[str, list], measure, over_time=la
             continue
         tried = []
         for value in axes[axis]:
-            row = measure({**best, axis: value})
-            tried.append((value, analysis.samples_per_s(row), row))
-        ok = [(v, s, r) for v, s, r in tried if s is not None]
+            point = {**best, axis: value} if cpus is None else fit_cpus({**best, axis: value}, axis, cpus)
+            if point is not None:
+                row = measure(point)
+                tried.append((value, analysis.samples_per_s(row), row, point))
+        ok = [(v, s, r, p) for v, s, r, p in tried if s is not None]
         decision = None
         if ok:
-            decision = analysis.decide([r for _, _, r in ok], [str(v) for v, _, _ in ok])
-            v, _, r = ok[decision["chosen"]]
-            best, best_row = {**best, axis: v}, r
+            decision = analysis.decide([r for _, _, r, _ in ok], [_shown(axis, v, p) for v, _, _, p in ok])
+            _, _, best_row, best = ok[decision["chosen"]]
         record.append({"axis": axis, "chosen": best[axis],
                        "tried": [{"value": v, "samples_per_s": s, "trial_id": r["trial_id"], "status": r["status"],
                                   "range": _range(r), "reason": r.get("reason"),
-                                  "peak_rss_mb": analysis.peak_rss_mb(r) if s is not None else None}
-                                 for v, s, r in tried],
+                                  "peak_rss_mb": analysis.peak_rss_mb(r) if s is not None else None,
+                                  **({"layout": [p.get(c, 1) for c in CPU_AXES]} if axis in CPU_AXES else {})}
+                                 for v, s, r, p in tried],
                        **({"decision": _decision_record(decision)} if decision and len(ok) > 1 else {})})
-        log(f"  {axis}: " + ", ".join(f"{v}={s:.1f}" if s else f"{v}=({r['status']})" for v, s, r in tried)
-            + f" -> {best[axis]}" + (" (tie: lower peak RSS)" if decision and decision["tie"] else ""))
+        log(f"  {axis}: " + ", ".join(f"{_shown(axis, v, p)}={s:.1f}" if s else f"{_shown(axis, v, p)}=({r['status']})"
+                                      for v, s, r, p in tried)
+            + f" -> {_shown(axis, best[axis], best)}" + (" (tie: lower peak RSS)" if decision and decision["tie"]
+                                                         else ""))
     return best, best_row, record
+
+
+def _shown(axis: str, value, point: dict) -> str:
+    """A tried value in words; on a CPU axis the layout it ran, processes x threads ("2x1")."""
+    return f"{point.get('processes', 1)}x{point.get('threads')}" if axis in CPU_AXES else str(value)
 
 
 def _decision_record(d: dict) -> dict:
@@ -344,7 +377,7 @@ def tune(opts: TuneOptions, progress=True, log=None) -> dict:
     s = Searcher(opts, store, mid, budget_mb)
     start = start_point(n, opts.model, budget_mb, axes, log)
     log(f"search: coordinate descent over {', '.join(a for a in AXES_ORDER if a in axes)} on {opts.model}")
-    best, best_row, record = coordinate_descent(start, axes, s.measure, s.over_time, log)
+    best, best_row, record = coordinate_descent(start, axes, s.measure, s.over_time, log, cpus=n)
 
     # Finalists: the two fastest points, measured again with twice the steps; the rank test on those decides.
     finalists = _ranked(list(s.rows.values()))[:2]
@@ -356,7 +389,7 @@ def tune(opts: TuneOptions, progress=True, log=None) -> dict:
                             and r["point"] not in [c["point"] for c in ordered]]
 
     # Quality gate, per precision pair, the preferred candidates first.
-    gate_threads = best["threads"]
+    gate_threads = best["threads"] * best.get("processes", 1)  # the gate trains in one process, on the pick's CPUs
     log(f"quality gate: tiny preset, {opts.quality_steps} GRPO steps at lr {opts.gate_learning_rate:g}, batch "
         f"{opts.gate_batch_size}, {opts.eval_n} held-out problems before (fp32, once) and after each pair")
     chosen, verdicts, gates, base_gain = gate(
@@ -395,7 +428,9 @@ def grid_check(opts, axes, chosen, search_s, store, mid, budget_mb, progress, lo
 
     grid = Searcher(opts, store, mid, budget_mb)
     names = [a for a in AXES_ORDER if a in axes]
-    points = [dict(zip(names, v)) for v in itertools.product(*(axes[a] for a in names))]
+    n = max(axes.get("threads") or [1])  # the thread arms end at the usable CPUs
+    points = [p for v in itertools.product(*(axes[a] for a in names)) for p in [dict(zip(names, v))]
+              if p.get("processes", 1) * p.get("threads", 1) <= n]
     log(f"grid check: {len(points)} points over {', '.join(names)}")
     for p in tqdm(points, desc="full grid", unit="trial", disable=not progress, leave=False):
         grid.measure(p, tag="grid-check")
