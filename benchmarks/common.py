@@ -6,9 +6,10 @@ nothing else runs.
 
 The default suite is a *star* around the default configuration: the default point plus every point that changes
 exactly one knob, on ``tiny``; on ``small`` (and the 494M shape) the default point and int8 rollout only, so that
-``asv run --quick`` stays within 10 minutes on 2 cores. Points off the star raise ``NotImplementedError`` (asv records
-them as skipped) unless ``CPUGRPO_BENCH_FULL=1``, which runs the whole product. ``CPUGRPO_BENCH_0_5B=1`` adds the
-494M shape.
+``asv run --quick`` stays within 10 minutes on 2 cores. Points off the star raise ``NotImplementedError`` (asv
+records them as skipped) unless ``CPUGRPO_BENCH_FULL=1``, which runs the whole product. ``CPUGRPO_BENCH_0_5B=1`` adds
+the 494M shape. The processes axis (data-parallel ranks, bench_processes.py) is a star arm of its own, on ``tiny``
+only, kept out of the GRPO benchmarks' parameters so that their asv history goes on.
 """
 
 import os
@@ -99,6 +100,22 @@ def check_star(p: dict, model: str = "tiny") -> None:
     if model != "tiny" and changed not in SMALL_STAR:
         raise NotImplementedError(f"{model}: only the default point and int8 rollout in the default suite; "
                                   f"CPUGRPO_BENCH_FULL=1 runs the rest")
+
+
+def processes_point(processes: int) -> dict:
+    """The processes axis of the star: the centre with its usable CPUs split among ``processes`` data-parallel ranks
+    (threads per rank = usable // processes, so processes x threads never exceeds them)."""
+    return {**default_point(), "processes": processes, "threads": max(1, usable() // processes)}
+
+
+def check_processes(processes: int, model: str = "tiny") -> None:
+    """Raise NotImplementedError for a processes point the default suite skips: more ranks than usable CPUs, or
+    another model than tiny (each rank holds a whole replica; CPUGRPO_BENCH_FULL=1 runs it)."""
+    if processes > usable():
+        raise NotImplementedError(f"{processes} processes > {usable()} usable CPUs")
+    if model != "tiny" and os.environ.get("CPUGRPO_BENCH_FULL") != "1":
+        raise NotImplementedError(f"{model}: the processes axis runs on tiny only in the default suite; "
+                                  f"CPUGRPO_BENCH_FULL=1 runs it")
 
 
 def train_config(model: str, p: dict, steps: int):

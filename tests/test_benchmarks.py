@@ -50,3 +50,31 @@ def test_parameters_come_from_the_knob_registry_and_keep_their_asv_history():
                                       "rollout_precision": "fp32", "gradient_checkpointing": False}
     cfg = common.train_config("tiny", common.default_point(), steps=5)
     assert (cfg.batch_size, cfg.num_generations, cfg.steps, cfg.threads) == (32, 8, 5, common.usable())
+
+
+def test_processes_axis_is_its_own_tiny_only_star_arm(monkeypatch):
+    from benchmarks import bench_processes
+
+    monkeypatch.delenv("CPUGRPO_BENCH_FULL", raising=False)
+    cls = bench_processes.GRPOProcesses
+    assert "processes" not in bench_grpo.GRPOStep.param_names  # the GRPO benchmarks keep their history
+    assert cls.param_names == ["model", "processes"] and list(cls.params) == [common.models(), common.thread_params()]
+    runs = []
+    for model, processes in itertools.product(*cls.params):
+        try:
+            common.check_processes(processes, model)
+        except NotImplementedError:
+            continue
+        runs.append((model, processes))
+    assert runs == [("tiny", p) for p in common.thread_params()]  # tiny only in the default suite
+    for _, processes in runs:  # the centre with its CPUs split among the ranks
+        p = common.processes_point(processes)
+        assert p["processes"] * p["threads"] <= common.usable()
+        assert {k: v for k, v in p.items() if k not in ("processes", "threads")} == {
+            k: v for k, v in common.default_point().items() if k != "threads"}
+        cfg = common.train_config("tiny", p, steps=4)
+        assert (cfg.processes, cfg.threads) == (processes, p["threads"])
+    with pytest.raises(NotImplementedError, match="usable CPUs"):
+        common.check_processes(common.usable() + 1)
+    monkeypatch.setenv("CPUGRPO_BENCH_FULL", "1")
+    common.check_processes(1, "small")
