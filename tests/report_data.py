@@ -5,12 +5,14 @@ from pathlib import Path
 
 
 def trial_row(i, threads=2, prompts=4, rollout="fp32", update="fp32", sps=50.0, rss=1000.0, status="ok",
-              machine="m1", tag="sweep", accuracy=None, model="tiny", prefix=None):
+              machine="m1", tag="sweep", accuracy=None, model="tiny", prefix=None, processes=None, rank_rss=None):
     cfg = {"model": model, "threads": threads, "batch_size": prompts * 8, "num_generations": 8,
            "max_completion_length": 48, "update_precision": update, "rollout_precision": rollout,
            "gradient_checkpointing": False, "beta": 0.0, "eval_precision": "fp32"}
     if prefix is not None:  # rows without it ran before the shared-prefix knob existed (off)
         cfg["shared_prefix"] = prefix
+    if processes is not None:  # rows without it ran before the processes knob existed (one process)
+        cfg["processes"] = processes
     row = {"trial_id": f"t{i}", "key": f"k{i}", "tag": tag, "machine_id": machine, "status": status,
            "started_at": 1795264252 + i, "config": cfg}
     if status != "ok":
@@ -20,7 +22,8 @@ def trial_row(i, threads=2, prompts=4, rollout="fp32", update="fp32", sps=50.0, 
     row.update(summary={"samples_per_s": m(sps), "tokens_per_s": m(sps * 20), "wall_s": m(32 / sps),
                         "rollout_s": m(0.3 * 32 / sps), "scoring_s": m(0.001), "update_s": m(0.7 * 32 / sps),
                         "cpu_util": m(0.98), "phase_share": {"rollout": 0.3, "scoring": 0.0, "update": 0.7}},
-               outside={"os_peak_rss_mb": rss}, environment={"commit": "abc"}, random_weights=model != "tiny",
+               outside={"os_peak_rss_mb": rss, **({"rank_peak_rss_mb": rank_rss} if rank_rss else {})},
+               environment={"commit": "abc"}, random_weights=model != "tiny",
                effective={"threads": threads, "flags": []})
     if accuracy is not None:
         row["accuracy"] = {"overall": {"accuracy": accuracy, "ci95": [accuracy - 0.04, accuracy + 0.04], "n": 600}}

@@ -35,18 +35,18 @@ def _texts(fig) -> str:
 
 
 def test_labels_name_exactly_the_knobs_that_differ():
-    named = {"model": "tiny", "threads": 2, "prompts_per_step": 8, "num_generations": 8, "max_completion_length": 48,
-             "micro_batch": None, "optimizer": "adamw_torch_fused", "adapter": "none", "update_precision": "fp32",
-             "rollout_precision": "int8", "int8_lm_head": False, "gradient_checkpointing": False,
-             "shared_prefix": True, "release_memory": True, "beta": 0.0}
+    named = {"model": "tiny", "threads": 2, "processes": 1, "prompts_per_step": 8, "num_generations": 8,
+             "max_completion_length": 48, "micro_batch": None, "optimizer": "adamw_torch_fused", "adapter": "none",
+             "update_precision": "fp32", "rollout_precision": "int8", "int8_lm_head": False,
+             "gradient_checkpointing": False, "shared_prefix": True, "release_memory": True, "beta": 0.0}
     assert set(named) == set(configs.KNOBS)
     base = {k: named[k] for k in configs.KNOBS}
     rows = pd.DataFrame([base, {**base, "shared_prefix": False}, {**base, "shared_prefix": False, "threads": 1}])
     labels, fixed = configs.row_labels(rows)
     assert labels == ["threads 2, shared prefix on", "threads 2, shared prefix off", "threads 1, shared prefix off"]
-    assert fixed == ("model tiny, prompts per step 8, micro batch -, num generations 8, max completion length 48, "
-                     "optimizer adamw_torch_fused, adapter none, update precision fp32, rollout precision int8, "
-                     "int8 lm head off, checkpointing off, release memory on, beta 0")
+    assert fixed == ("model tiny, processes 1, prompts per step 8, micro batch -, num generations 8, max completion "
+                     "length 48, optimizer adamw_torch_fused, adapter none, update precision fp32, rollout precision "
+                     "int8, int8 lm head off, checkpointing off, release memory on, beta 0")
     assert configs.row_labels(rows, skip=("threads",))[0] == ["shared prefix on", "shared prefix off",
                                                               "shared prefix off"]
     assert configs.header("gradient_checkpointing") == "checkpointing"  # the registry's label
@@ -63,7 +63,7 @@ def test_the_trials_table_has_a_column_for_the_shared_prefix(tmp_path):
     assert len(rows) == 2
     config_cells = [ln.split("|")[2:-5] for ln in rows]  # every cell left of the numbers
     assert config_cells[0] != config_cells[1], rows
-    assert "| shared prefix |" in md and "Every row: model tiny, threads 2, prompts per step 8" in md
+    assert "| shared prefix |" in md and "Every row: model tiny, threads 2, processes 1, prompts per step 8" in md
     page = (tmp_path / "reports" / "m1" / "index.html").read_text()
     assert "<th>shared prefix</th>" in page and "<div class='scroll trials'>" in page
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.errors import CpugrpoError
 from ..core.options import plain_name
-from . import configs, large, plots
+from . import configs, large, plots, ranks
 from .render import CSS, figure_png, html_table, inline, md_table, probe_peak, read_json, reason_parts
 from .results import ResultsError
 from .roofline import FIELDS, check, llc_bytes, roofline_rows
@@ -72,6 +72,7 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
         data["missing"].append(str(e))
     data["effective"] = _effective(rows, data["tune"])
     data["large"] = large.gather_large(rows, data["probes"], llc_bytes(profile))  # the Qwen2 shapes (large.py)
+    data["ranks"] = ranks.memory_lines(rows)  # the memory of data-parallel ranks (ranks.py)
     data["baselines"], problems = TrialStore(Path(results_dir) / machine_id / "baselines.jsonl").rows()
     data["problems"] = list(data["problems"]) + problems
     data["asv"] = None
@@ -103,7 +104,7 @@ def render_figures(data: dict) -> dict:
             gate[f"{r.update_precision}/{r.rollout_precision}"] = r.value
     why = "no trial results (run `cpugrpo tune` or `cpugrpo sweep`)"
     makers = {
-        "thread_scaling": ("Thread scaling", lambda: plots.thread_scaling(df)),
+        "thread_scaling": ("Scaling over processes x threads", lambda: plots.thread_scaling(df)),
         "batch_memory": ("Throughput and memory against batch", lambda: plots.batch_memory(df)),
         "pareto": ("Pareto front", lambda: plots.pareto(df, rec_key, gate)),
         "phases": ("Phase breakdown", lambda: plots.phases(df)),
@@ -137,7 +138,9 @@ def _recommended_key(data) -> dict | None:
 
 
 CAPTIONS = {
-    "thread_scaling": "Median samples/s per thread count with the ideal linear line; labels give parallel efficiency.",
+    "thread_scaling": "Median samples/s against the CPUs used, processes x threads per process (trials from before "
+                      "the processes knob ran one process), a line per process count, with the ideal line linear "
+                      "from the fewest CPUs; labels give each layout and its parallel efficiency.",
     "batch_memory": "Throughput and the trial process's peak RSS (kernel high-water mark) against prompts per step.",
     "pareto": "Every speed trial; the blue line joins the configurations no other beats on both throughput and "
               "memory (one model); quality-gate trials are not speed trials and are left out. Accuracy: the newest "
@@ -346,6 +349,7 @@ def render_markdown(data: dict, figure_files: dict) -> str:
         out += [f"## {BASELINE_TITLE}", "", BASELINE_TEXT, "",
                 md_table(baseline_rows(data["baselines"]), BASELINE_HEADER), ""]
     out += large.section_markdown(data)
+    out += ranks.section_markdown(data.get("ranks") or ranks.memory_lines([]))
     eff = data["effective"]
     if eff:
         out += ["## Effective settings (recommended trial)", "", _recommended_trial_line(data), "",
@@ -402,6 +406,7 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
         parts.append(f"<h2>{e(BASELINE_TITLE)}</h2><p>{inline(BASELINE_TEXT)}</p>"
                      + html_table(baseline_rows(data["baselines"]), BASELINE_HEADER))
     parts.append(large.section_html(data))  # empty without trials of a large model
+    parts.append(ranks.section_html(data.get("ranks") or ranks.memory_lines([])))
     eff = data["effective"]
     if eff:
         parts.append(f"<h2>Effective settings (recommended trial)</h2><p>{inline(_recommended_trial_line(data))}</p>"

@@ -83,27 +83,37 @@ def _fixed_title(ax, fixed: str, width_in: float) -> None:
 
 
 def thread_scaling(df):
-    title = "Thread scaling of GRPO throughput"
+    """Throughput against the CPUs a configuration used, processes x threads per process (rows from before the
+    processes knob ran one process): one line per process count, each point labelled with its layout and parallel
+    efficiency against the ideal line, linear from the fewest CPUs measured."""
+    title = "Scaling of GRPO throughput over processes x threads"
     d = wide(df, "trial.samples_per_s")
     if d.empty:
         return missing(title, "no successful trials")
-    others = [k for k in KNOBS if k != "threads"]
-    key = ref_group(d, others, "threads")
-    g = _select(d, key).sort_values("threads")
-    if g.threads.nunique() < 2:
-        return missing(title, "only one thread count was measured (run a sweep with --axis threads=1,2,...)")
+    d = d[d.threads.notna()].copy()  # threads left to the default (every CPU) say nothing about scaling
+    d["processes"] = (d["processes"].fillna(1) if "processes" in d else 1)  # rows before the knob: one process
+    d["processes"], d["threads"] = d.processes.astype(int), d.threads.astype(int)
+    d["layout"], d["cpus"] = [f"{p}x{t}" for p, t in zip(d.processes, d.threads)], d.processes * d.threads
+    others = [k for k in KNOBS if k not in ("threads", "processes")]
+    g = _select(d, ref_group(d, others, "layout")).sort_values(["cpus", "processes"]) if not d.empty else d
+    if g.layout.nunique() < 2:
+        return missing(title, "only one processes x threads layout was measured (run a sweep with --axis "
+                              "threads=1,2,... or --axis processes=1,2)")
     fig, (ax,) = _fig(title)
-    t0, v0 = g.threads.iloc[0], g.value.iloc[0]
-    ax.plot(g.threads, g.value, "o-", label="measured (median)", color="#4C72B0")
-    ax.errorbar(g.threads, g.value, yerr=[g.value - g.ci_low, g.ci_high - g.value], fmt="none", ecolor="#4C72B0",
-                capsize=4, label="min-max over measured steps")
-    ax.plot(g.threads, v0 * g.threads / t0, "--", color="grey", label="ideal (linear from fewest threads)")
-    for t, v in zip(g.threads, g.value):
-        ax.annotate(f"{v / v0 / (t / t0):.0%} eff.", (t, v), textcoords="offset points", xytext=(6, -12), fontsize=8)
-    ax.set_xlabel("threads")
+    c0, v0 = g.cpus.iloc[0], g.value.iloc[0]
+    for i, (p, s) in enumerate(g.groupby("processes")):
+        ax.plot(s.cpus, s.value, "o-", color=f"C{i}", label=f"{p} process{'es' if p > 1 else ''} (median)")
+        ax.errorbar(s.cpus, s.value, yerr=[s.value - s.ci_low, s.ci_high - s.value], fmt="none", ecolor=f"C{i}",
+                    capsize=4, label="min-max over measured steps" if i == 0 else None)
+    xs = sorted(g.cpus.unique())
+    ax.plot(xs, [v0 * x / c0 for x in xs], "--", color="grey", label="ideal (linear from the fewest CPUs)")
+    for lay, c, v in zip(g.layout, g.cpus, g.value):
+        ax.annotate(f"{lay}: {v / v0 / (c / c0):.0%} eff.", (c, v), textcoords="offset points", xytext=(6, -12),
+                    fontsize=8)
+    ax.set_xlabel("CPUs used: processes x threads per process")
     ax.set_ylabel("samples/s (completions per second)")
-    ax.set_xticks(list(g.threads))
-    _fixed_title(ax, row_labels(g, skip=("threads",))[1], 7.5)
+    ax.set_xticks(xs)
+    _fixed_title(ax, row_labels(g, skip=("threads", "processes"))[1], 7.5)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
