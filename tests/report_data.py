@@ -22,9 +22,11 @@ def trial_row(i, threads=2, prompts=4, rollout="fp32", update="fp32", sps=50.0, 
     row.update(summary={"samples_per_s": m(sps), "tokens_per_s": m(sps * 20), "wall_s": m(32 / sps),
                         "rollout_s": m(0.3 * 32 / sps), "scoring_s": m(0.001), "update_s": m(0.7 * 32 / sps),
                         "cpu_util": m(0.98), "phase_share": {"rollout": 0.3, "scoring": 0.0, "update": 0.7}},
-               outside={"os_peak_rss_mb": rss, **({"rank_peak_rss_mb": rank_rss} if rank_rss else {})},
+               outside={"os_peak_rss_mb": rss},
                environment={"commit": "abc"}, random_weights=model != "tiny",
                effective={"threads": threads, "flags": []})
+    if rank_rss:  # several data-parallel ranks: each one's peak RSS (runs/dist_worker.py)
+        row["ranks"] = [{"rank": i, "peak_rss_mb": v} for i, v in enumerate(rank_rss)]
     if accuracy is not None:
         row["accuracy"] = {"overall": {"accuracy": accuracy, "ci95": [accuracy - 0.04, accuracy + 0.04], "n": 600}}
     return row

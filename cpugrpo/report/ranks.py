@@ -3,9 +3,9 @@
 Each rank is a whole training process: it holds its own copy of the weights, the optimizer state and the rollout
 snapshot; only the batch, and with it the activations, is split between the ranks. So the peak RSS summed over the
 ranks grows by about (P - 1) x one rank's weights, optimizer state and snapshot against one process running the same
-batch. Measured figures come from trial rows with ``processes`` > 1: ``outside.rank_peak_rss_mb``, each rank's peak
-RSS in MiB as the parent recorded it (their sum is the trial's memory), beside the newest one-process trial of the
-same configuration, when there is one. Pure: rows in, lines out.
+batch. Measured figures come from trial rows with ``processes`` > 1: ``ranks[i].peak_rss_mb``, each rank's kernel
+peak RSS in MiB as runs/dist_worker.py records it (their sum is the job's memory), beside the newest one-process
+trial of the same configuration, when there is one. Pure: rows in, lines out.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def memory_lines(rows: list[dict]) -> list[str]:
     single = {_identity(r): r for r in ok if _processes(r) == 1}
     out = []
     for (ident, p, t), r in multi.items():
-        ranks = (r.get("outside") or {}).get("rank_peak_rss_mb") or []
+        ranks = [x["peak_rss_mb"] for x in r.get("ranks") or [] if x.get("peak_rss_mb")]
         c = _cfg(r)
         head = f"{c.get('model')}, {p} processes x {t} threads, batch {c.get('batch_size')} (trial {r['trial_id']}): "
         if ranks:
