@@ -58,6 +58,10 @@ def cmd_train(args) -> dict:
 
     name = cfg.model.strip("/").split("/")[-1]
     run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + f"-{name}")
+    if cfg.processes > 1 or args.nnodes > 1:  # data-parallel ranks through torch's launcher (runs/launch.py)
+        from ..runs.launch import LaunchOptions, train_distributed
+
+        return train_distributed(cfg, run_dir, options_from_args(LaunchOptions, args))
     return train_and_evaluate(cfg, run_dir, progress=not args.json, fitted=True)
 
 
@@ -100,6 +104,9 @@ def cmd_curriculum(args) -> dict:
     for lam in lams:
         check_stages(stages, lam)
     cfg, _ = resolve_config(args.config, {k: getattr(args, k, None) for k in _TRAIN_KEYS})
+    if cfg.processes > 1:
+        raise CurriculumError(f"cpugrpo curriculum runs in one process (its stages and Fisher estimate are not "
+                              f"data-parallel): drop --processes {cfg.processes}, or train with cpugrpo train")
     threads = resolve_threads(cfg.threads)
     from ..train.memory import fit_batch, shape_of
 

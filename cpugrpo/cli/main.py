@@ -51,6 +51,19 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=name, type=types[kind], help=text)
 
 
+def _add_launch_flags(p: argparse.ArgumentParser) -> None:
+    """Where the ranks of a data-parallel run (``--processes``, runs/launch.py) meet: torch's launcher's settings."""
+    p.add_argument("--nnodes", type=int, default=1, help="machines in a data-parallel run; each runs the same command "
+                   "with its own --node-rank")
+    p.add_argument("--node-rank", type=int, default=0, help="this machine's index, 0..nnodes-1 (node 0 hosts the "
+                   "rendezvous)")
+    p.add_argument("--master-addr", help="node 0's address (default 127.0.0.1)")
+    p.add_argument("--master-port", type=int, help="node 0's rendezvous port, the same on every node (default: a free "
+                   "port on one machine, 29500 across machines)")
+    p.add_argument("--rdzv-timeout", type=float, default=60.0, dest="rdzv_timeout_s",
+                   help="seconds a node waits for the master and for the other nodes (default 60)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..core.config import KNOBS
 
@@ -59,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train with GRPO and evaluate before/after")
     _add_train_flags(p)
+    _add_launch_flags(p)
     p.add_argument("--run-dir", help="where to write the run (default runs/<time>-<model>)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(func=cmd_train, show=tables.show_train)

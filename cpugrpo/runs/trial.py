@@ -156,8 +156,9 @@ def run_trial(spec: TrialSpec, machine_id: str | None = None, python: str = sys.
             if pid:
                 status, rusage = st, ru
                 break
-            try:
-                rss_peak = max(rss_peak, ps.memory_info().rss / 2**20) if ps else rss_peak
+            try:  # several data-parallel ranks (runs/launch.py): the RSS of every process of the job, summed
+                tree = [ps, *ps.children(recursive=True)] if ps and spec.train_config().processes > 1 else [ps]
+                rss_peak = max(rss_peak, sum(p.memory_info().rss for p in tree) / 2**20) if ps else rss_peak
             except psutil.Error:
                 pass
             elapsed = time.perf_counter() - t0
@@ -284,7 +285,12 @@ def main(argv: list[str]) -> int:
     d = json.loads(Path(spec_path).read_text())
     try:
         spec = TrialSpec(**d)
-        out = _child(spec)
+        if spec.train_config().processes > 1:  # data-parallel ranks through torch's launcher (runs/launch.py)
+            from .launch import trial_job
+
+            out = trial_job(spec)
+        else:
+            out = _child(spec)
         code = 0
     except MemoryError:
         out, code = {"status": "failed", "reason": "out of memory (MemoryError in the trial process)"}, 3

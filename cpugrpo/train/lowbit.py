@@ -54,13 +54,15 @@ def _row_blocks(p) -> list:
     return [slice(i, min(i + rows, p.shape[0])) for i in range(0, p.shape[0], rows)]
 
 
-def with_stochastic_rounding(optimizer):
+def with_stochastic_rounding(optimizer, generator=None):
     """Patch ``optimizer`` (in place; returned) so bf16 parameters are stepped in fp32 and stochastically rounded.
 
     A large weight is stepped as row blocks of at most CHUNK elements, each seen by the optimizer as a parameter of
     its own (a persistent proxy that owns its state): fp32 temporaries stay at two blocks (128 MiB), not the
     weight's size (1.1 GB for a 151,936 x 896 embedding and its gradient). For element-wise optimizers (AdamW) this
-    is the same arithmetic; for Adafactor a block's column statistics are its own (a finer factorisation)."""
+    is the same arithmetic; for Adafactor a block's column statistics are its own (a finer factorisation).
+    ``generator``: where the rounding noise comes from (default torch's global one); data-parallel ranks pass one
+    seeded alike, so they round alike."""
     import torch
 
     plain_step = optimizer.step
@@ -99,7 +101,7 @@ def with_stochastic_rounding(optimizer):
                         g["params"] = [proxy]
                         try:
                             plain_step()
-                            stochastic_round_to_bf16(proxy.data, inplace=True, out=low, noise=noise)
+                            stochastic_round_to_bf16(proxy.data, generator, inplace=True, out=low, noise=noise)
                         finally:
                             proxy.data, proxy.grad = torch.empty(0), None
                     g["params"] = []

@@ -4,7 +4,10 @@ Phases of one GRPO step (TRL does them in this order inside ``training_step``):
 - rollout: generating the completions, including the rollout snapshot's refresh (cast or quantization);
 - scoring: the reward functions;
 - update: everything else in the step: the policy's (and reference's) log-prob forward passes, loss, backward,
-  optimizer step, and TRL's bookkeeping. It is measured as step wall time minus rollout minus scoring.
+  optimizer step, and TRL's bookkeeping. It is measured as step wall time minus rollout minus scoring (minus
+  communication).
+- communication (several data-parallel ranks only, dist.py; 0 with one process): the gradient all-reduce and TRL's
+  gathers of rewards and metrics, taken out of the update (and of scoring, for the reward gather).
 
 Peak RSS has two sources: a sampling thread (``psutil``, every 20 ms) that gives a per-step peak, and the kernel's
 high-water mark (``ru_maxrss``), which cannot miss a short spike but only ever grows.
@@ -37,6 +40,7 @@ class StepMeasurement:
     prompt_width: int = 0          # longest prompt of the step, in tokens (prompts are left-padded to it)
     decode_steps: int = 0          # longest completion: the number of decode steps the rollout ran
     decode_weight_bytes: int = 0   # weight bytes one decode step reads from the rollout snapshot (flops.py)
+    communication_s: float = 0.0   # all-reduce and gathers between data-parallel ranks (dist.py); 0: one process
 
     @property
     def samples_per_s(self) -> float:
@@ -125,8 +129,10 @@ def summarize(steps: list[StepMeasurement], warmup: int = 1) -> dict:
                 "tokens_per_s", "cpu_util", "peak_rss_mb"):
         out[key] = median_and_spread([getattr(s, key) for s in measured])
     wall = sum(s.wall_s for s in measured)
-    out["phase_share"] = {p: sum(getattr(s, f"{p}_s") for s in measured) / wall for p in ("rollout", "scoring",
-                                                                                         "update")}
+    phases = ("rollout", "scoring", "update") + (("communication",) if any(s.communication_s for s in steps) else ())
+    if "communication" in phases:  # several ranks: the communication phase, apart from the update
+        out["communication_s"] = median_and_spread([s.communication_s for s in measured])
+    out["phase_share"] = {p: sum(getattr(s, f"{p}_s") for s in measured) / wall for p in phases}
     out["total_samples_per_s"] = sum(s.completions for s in measured) / wall
     out["total_tokens_per_s"] = sum(s.completion_tokens for s in measured) / wall
     if all(s.update_flops > 0 and s.update_s > 0 for s in measured):  # executed work was recorded (flops.py)

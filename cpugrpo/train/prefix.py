@@ -17,6 +17,11 @@ with 4 prompts x 8 completions, a ~50-token padded prompt and 48-token completio
 Not used (TRL's path runs instead) when: gradient checkpointing is on (transformers drops ``past_key_values`` in
 checkpointed layers), inputs are multimodal, an MoE aux loss is requested, the prompt is one token, or no two rows
 share a prompt.
+
+Under data parallelism ``model`` is the ``DistributedDataParallel`` wrapper: the prompt pass runs on the wrapped
+model's backbone directly and the completion pass goes through the wrapper, whose forward arms DDP's reducer for
+the one backward that follows, so the gradients of both passes are all-reduced (tests/test_dist.py checks them
+against one process on the same batch).
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ def shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep: int, c
     or None when sharing would save nothing (the caller then runs the ordinary forward). ``work``, if given, gets
     the shapes of the two forwards run (flops.py counts them)."""
     import torch
+    from torch.nn.parallel import DistributedDataParallel
     from transformers import DynamicCache
 
-    if getattr(model, "is_gradient_checkpointing", False):
+    inner = model.module if isinstance(model, DistributedDataParallel) else model  # ``model`` still runs pass two
+    if getattr(inner, "is_gradient_checkpointing", False):
         return None
     n_rows, width = input_ids.shape
     prefix = width - logits_to_keep - 1  # prompt tokens before the last one: these go into the shared cache
@@ -46,9 +53,9 @@ def shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep: int, c
     first = torch.full((unique.size(0),), n_rows, dtype=torch.long)
     first.scatter_reduce_(0, inverse, torch.arange(n_rows), reduce="amin")
 
-    cache = DynamicCache(config=model.config)
+    cache = DynamicCache(config=inner.config)
     # the backbone without the LM head: a peft model's ``base_model`` is its tuner (the whole causal LM, head included)
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal_lm = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     causal_lm.base_model(input_ids=input_ids[first, :prefix], attention_mask=attention_mask[first, :prefix],
                          past_key_values=cache, use_cache=True)
     cache.batch_select_indices(inverse)  # one prefix per row; an index, so gradients sum back into the prefix

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..core.config import TrainConfig
 from ..core.stats import paired_difference
 from ..hw.runtime import apply_threads, release_freed_memory, resolve_threads
+from .dist import CommClock
 from .measure import CPUClock, RSSSampler, StepMeasurement
 
 
@@ -54,16 +55,23 @@ def build_dataset(cfg: TrainConfig, tokenizer, n: int | None = None):
 
 
 def grpo_args(cfg: TrainConfig, output_dir: str):
-    """TRL GRPOConfig for ``cfg``, every CPU-relevant default stated rather than inherited."""
+    """TRL GRPOConfig for ``cfg``, every CPU-relevant default stated rather than inherited. Under data parallelism
+    (dist.py) ``batch_size`` is the global batch: each of the ``world`` ranks takes ``batch_size / world`` of it."""
     from trl import GRPOConfig
 
+    from .dist import world_size
+
+    world = world_size()
+    per_rank = cfg.batch_size // world
+    ddp = dict(ddp_find_unused_parameters=False, ddp_broadcast_buffers=False) if world > 1 else {}
     return GRPOConfig(
         output_dir=output_dir,
         use_cpu=True,
         bf16=cfg.update_precision == "bf16-autocast",
         gradient_checkpointing=cfg.gradient_checkpointing,
-        per_device_train_batch_size=cfg.micro_batch or cfg.batch_size,
-        gradient_accumulation_steps=cfg.batch_size // (cfg.micro_batch or cfg.batch_size),
+        per_device_train_batch_size=cfg.micro_batch or per_rank,
+        gradient_accumulation_steps=per_rank // (cfg.micro_batch or per_rank),
+        **ddp,  # every parameter gets a gradient each step; the only buffers (rotary frequencies) are constants
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
@@ -142,6 +150,7 @@ def make_trainer_class():
             # work: the shapes of the update's forwards (flops.py counts their FLOPs)
             self.phase = {"rollout": 0.0, "scoring": 0.0, "refresh": 0.0, "tokens": 0, "completions": 0,
                           "extra_loss": 0.0, "prompt_width": 0, "decode_steps": 0, "work": []}
+            self.comm = CommClock()  # seconds in all-reduce and gathers (dist.py); 0 with one process
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
                                   has_tool_images=False):
@@ -195,15 +204,18 @@ def make_trainer_class():
         def create_optimizer(self, *args, **kwargs):
             opt = super().create_optimizer(*args, **kwargs)
             if self.stochastic_rounding:
+                from .dist import shared_generator, world_size
                 from .lowbit import with_stochastic_rounding
 
-                self.optimizer = with_stochastic_rounding(opt)
+                # ranks must draw the same rounding noise, or identical gradients give different weights
+                gen = shared_generator(self.args.seed) if world_size() > 1 else None
+                self.optimizer = with_stochastic_rounding(opt, generator=gen)
             return self.optimizer
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), self.comm.seconds
             out = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-            self.phase["scoring"] += time.perf_counter() - t0
+            self.phase["scoring"] += time.perf_counter() - t0 - (self.comm.seconds - c0)  # the reward gather is comm
             return out
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -229,8 +241,14 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
         dims = None
         weight_bytes = None
 
+        def on_train_begin(self, args, state, control, **kw):
+            from .dist import register_allreduce
+
+            register_allreduce(self.trainer.model_wrapped, self.trainer.comm)  # DDP under several ranks
+
         def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
+            self.trainer.comm.take()
             ph = self.trainer.phase
             for k in ph:
                 ph[k] = [] if isinstance(ph[k], list) else 0.0 if isinstance(ph[k], float) else 0
@@ -240,6 +258,7 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
         def on_step_end(self, args, state, control, **kw):
             wall = time.perf_counter() - self.t0
             ph = self.trainer.phase
+            comm = self.trainer.comm.take()
             if self.dims is None:
                 self.dims = Dims.of(self.trainer.accelerator.unwrap_model(self.trainer.model).config)
             snapshot = getattr(self.trainer.rollout_model, "module", None)
@@ -247,7 +266,8 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
                 self.weight_bytes = decode_weight_bytes(snapshot)
             records.append(StepMeasurement(
                 step=state.global_step, wall_s=wall, rollout_s=ph["rollout"], scoring_s=ph["scoring"],
-                update_s=max(0.0, wall - ph["rollout"] - ph["scoring"]), completions=int(ph["completions"]),
+                update_s=max(0.0, wall - ph["rollout"] - ph["scoring"] - comm), communication_s=comm,
+                completions=int(ph["completions"]),
                 completion_tokens=int(ph["tokens"]), peak_rss_mb=sampler.take_peak(), cpu_util=clock.lap(),
                 rollout_refresh_s=ph["refresh"],
                 metrics={"extra_loss": ph["extra_loss"],  # did the shared-prompt update run, or TRL's path?
@@ -326,9 +346,20 @@ def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progres
         cb = _make_callback(cfg, records, sampler, bar, on_step)
         cb.trainer = trainer
         trainer.add_callback(cb)
-        trainer.train()
+        from .dist import GatherTiming, world_size
+
+        timing = GatherTiming(trainer, trainer.comm) if world_size() > 1 else None
+        try:
+            trainer.train()
+        finally:
+            if timing is not None:
+                timing.remove()
         if lora:  # the adapters folded into the base, in place: evaluation and saving see one plain model
             trainer.model.merge_and_unload()
+        if world_size() > 1:  # every rank's steps, placement and weight digest, on every rank (dist.JOB)
+            from .dist import finish
+
+            finish(records, model)
     bar.close()
     model.eval()
     return records
@@ -344,9 +375,11 @@ def _attach_reference(trainer, ref, beta: float) -> None:
     trainer.beta = beta
 
 
-def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = True, fitted: bool = False) -> dict:
+def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = True, fitted: bool = False,
+                       on_step=None) -> dict:
     """`cpugrpo train`: check the threads and that the config fits memory (once, before anything is loaded), train,
-    evaluate before and after, save the run. Returns metrics. ``fitted``: the caller already ran ``fit_batch``."""
+    evaluate before and after, save the run. Returns metrics. ``fitted``: the caller already ran ``fit_batch``;
+    ``on_step``: as for ``run_grpo`` (a data-parallel rank 0 stamps its steps through it, runs/dist_worker.py)."""
     from ..core.config import save_toml
     from ..core.store import atomic_write_json
     from ..hw.runtime import environment_snapshot
@@ -371,7 +404,7 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
     evaluating = not loaded.random_weights
     before = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw) if evaluating else None
     t1 = time.perf_counter()
-    steps = run_grpo(cfg, loaded.model, loaded.tokenizer, run_dir / "trl", progress)
+    steps = run_grpo(cfg, loaded.model, loaded.tokenizer, run_dir / "trl", progress, on_step=on_step)
     train_s = time.perf_counter() - t1
     after = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw) if evaluating else None
     from ..hw.effective import compare, effective_settings, requested_settings
