@@ -27,6 +27,7 @@ from .commands import (
     cmd_train,
     cmd_tune,
 )
+from .predict_cmd import add_parser as add_predict_parser
 
 EXIT_BAD_INPUT = 2
 
@@ -162,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "run under taskset -c")
     p.add_argument("--check-grid", action="store_true",
                    help="also measure the full grid of the same axes and compare the tuner's pick with its best")
+    p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=None,
+                   help="skip points predicted below --prune-fraction of the best so far or over the memory budget "
+                        "(default on; runs/prune.py)")
+    p.add_argument("--prune-fraction", type=float, help="predicted fraction of the best so far below which a point "
+                                                        "is skipped (default 0.8)")
     p.add_argument("--profiles-dir", default="profiles", help="where profiles/<id>/recommended.toml is written")
     p.add_argument("--results-dir", default="results", help="where results/<id>/trials.jsonl is appended")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -196,8 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profiles-dir", default="profiles", help="where profiles live")
     p.add_argument("--results-dir", default="results", help="where trials live")
     p.add_argument("--out-dir", default="reports", help="reports/compare/<name>/ is written here")
+    p.add_argument("--predicted", action="store_true", help="add predicted rows (marked so) for configurations a "
+                                                            "machine has not measured")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_compare, show=tables.show_compare)
+
+    add_predict_parser(sub, _add_train_flags)
     return parser
 
 

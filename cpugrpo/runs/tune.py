@@ -90,6 +90,8 @@ class TuneOptions:
     gate_batch_size: int | None = None      # gate: completions per step (GATE_BATCH_SIZE)
     num_generations: int = 8
     max_completion_length: int = 48
+    prune: bool = True                      # --prune/--no-prune: skip points predicted slow or over budget (prune.py)
+    prune_fraction: float = 0.8             # --prune-fraction: skip below this x the best so far (predicted ratio)
 
     def __post_init__(self):
         from ..core.options import at_least, is_bool, normalize, positive
@@ -119,6 +121,9 @@ class TuneOptions:
                               f"{self.num_generations}: use {GATE_BATCH_SIZE}")
         at_least("num_generations", self.num_generations, 2)
         at_least("max_completion_length", self.max_completion_length, 1)
+        is_bool("--prune", self.prune)
+        if not 0 < self.prune_fraction <= 1:
+            raise ConfigError(f"--prune-fraction {self.prune_fraction} is not in (0, 1]: use e.g. 0.8")
         resolve(self.model)  # an unknown preset or a missing directory: refused before anything runs
 
     @classmethod
@@ -230,6 +235,7 @@ class Searcher:
     def __init__(self, opts: TuneOptions, store, machine_id, budget_mb, run=None):
         self.opts, self.store, self.machine_id, self.budget_mb = opts, store, machine_id, budget_mb
         self.run = run  # runs one TrialSpec (default trial.run_trial); tests pass a fake
+        self.pruner = None  # prune.Pruner: points predicted slow or over budget are skipped, with the prediction
         self.rows: dict[str, dict] = {}
         self.spent_s = 0.0
         self.t0 = time.perf_counter()
@@ -261,6 +267,9 @@ class Searcher:
             row = {"key": spec.key, "trial_id": f"{spec.key}-skipped", "status": "skipped", "config": cfg.to_dict(),
                    "reason": f"estimated peak {need:.0f} MiB is over the {self.budget_mb:.0f} MiB memory budget",
                    "tag": tag, "machine_id": self.machine_id}
+        elif self.pruner and tag == "tune" and (why := self.pruner.check_rows(cfg, self.rows.values(), self.config)):
+            row = {"key": spec.key, "trial_id": f"{spec.key}-skipped", "status": "skipped", "config": cfg.to_dict(),
+                   "tag": tag, "machine_id": self.machine_id, "skipped_by": "prediction", **why}
         else:  # a noisy trial is measured again with twice the steps, as in a sweep; the re-measure is used
             done = measure(spec, self.store, self.machine_id, run=self.run)
             self.spent_s += sum(r["outside"]["wall_s"] for r in done)
@@ -271,7 +280,7 @@ class Searcher:
 
 
 def coordinate_descent(start: dict, axes: dict[str, list], measure, over_time=lambda: False, log=print,
-                       cpus: int | None = None):
+                       cpus: int | None = None, order=None):
     """Sweep one axis at a time from ``start``; each axis's value is chosen by ``analysis.decide`` (the fastest
     median unless the rank test calls it a tie, which the lower peak RSS breaks); returns (best point, its row,
     per-axis record). ``measure(point) -> row``. With ``cpus``, no point has processes x threads over it
@@ -286,7 +295,7 @@ def coordinate_descent(start: dict, axes: dict[str, list], measure, over_time=la
             record.append({"axis": axis, "skipped": "time budget spent"})
             continue
         tried = []
-        for value in axes[axis]:
+        for value in (order(axis, axes[axis], best) if order else axes[axis]):  # order: prune.Pruner.axis_order
             point = {**best, axis: value} if cpus is None else fit_cpus({**best, axis: value}, axis, cpus)
             if point is not None:
                 row = measure(point)
@@ -377,7 +386,12 @@ def tune(opts: TuneOptions, progress=True, log=None) -> dict:
     s = Searcher(opts, store, mid, budget_mb)
     start = start_point(n, opts.model, budget_mb, axes, log)
     log(f"search: coordinate descent over {', '.join(a for a in AXES_ORDER if a in axes)} on {opts.model}")
-    best, best_row, record = coordinate_descent(start, axes, s.measure, s.over_time, log, cpus=n)
+    if opts.prune:
+        from . import prune
+
+        s.pruner = prune.for_machine(mid, opts.profiles_dir, opts.prune_fraction, budget_mb)
+    best, best_row, record = coordinate_descent(start, axes, s.measure, s.over_time, log, cpus=n,
+                                                order=s.pruner and s.pruner.axis_order(s.config))
 
     # Finalists: the two fastest points, measured again with twice the steps; the rank test on those decides.
     finalists = _ranked(list(s.rows.values()))[:2]
@@ -412,6 +426,9 @@ def tune(opts: TuneOptions, progress=True, log=None) -> dict:
                           {"recommendation": rec["train"], "evidence": rec["evidence"],
                            "grid_check": rec["grid_check"]})
     name = recommend.file_name(opts.model)
+    if s.pruner:  # every point the prediction kept from running, with its prediction (prune.py)
+        rec["evidence"]["pruned_by_prediction"] = {"fraction": opts.prune_fraction, "skipped": s.pruner.skipped}
+        rec["reasons"]["pruned_by_prediction"] = s.pruner.summary()
     rec["paths"] = {"recommended": recommend.write(rec, os.path.join(prof_dir, name)),
                     "trials": str(store.path)}
     atomic_write_json(os.path.join(prof_dir, name.replace("recommended", "tune").replace(".toml", ".json")), rec)
