@@ -22,7 +22,7 @@ def test_report_renders_plots_tables_and_escapes(tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     page = (out / "index.html").read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "Xeon &lt;b&gt;bold&lt;/b&gt;" in page and page.count("data:image/png;base64,") == 7
+    assert "Xeon &lt;b&gt;bold&lt;/b&gt;" in page and page.count("data:image/png;base64,") == 8  # 7 + predicted
     md = (out / "report.md").read_text()
     # configurations aggregate their speed trials: the newest trial id labels the row; quality-gate trials (t5 is
     # the int8 gate run of t2's configuration) train another budget and stay out of the speed rows

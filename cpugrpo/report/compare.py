@@ -18,6 +18,7 @@ from ..core.errors import ConfigError
 from ..core.options import normalize, plain_name
 from . import configs, plots
 from .machine import ReportError
+from .predicted import fill
 from .render import CSS, figure_png, html_table, inline, md_table, probe_peak, read_json
 
 CONFIG = list(plots.KNOBS)  # every knob: configurations differing in any one are different rows
@@ -33,6 +34,7 @@ class CompareOptions:
     profiles_dir: str = "profiles"   # --profiles-dir
     results_dir: str = "results"     # --results-dir
     out_dir: str = "reports"         # --out-dir: <out_dir>/compare/<name>/ is written here
+    predicted: bool = False          # --predicted: predicted samples/s where a machine did not measure (predicted.py)
 
     def __post_init__(self):
         normalize(self, "ids", tuple([self.ids] if isinstance(self.ids, str) else self.ids))
@@ -53,7 +55,7 @@ class CompareOptions:
 def compare(opts: CompareOptions) -> dict:
     """Write <out_dir>/compare/<name>/{index.html, report.md, comparison.png}; returns the table and the path."""
     return write_compare(list(opts.ids), opts.reference, opts.name, opts.profiles_dir, opts.results_dir,
-                         str(Path(opts.out_dir) / "compare"))
+                         str(Path(opts.out_dir) / "compare"), opts.predicted)
 
 
 def gather(ids: list[str], profiles_dir="profiles", results_dir="results") -> dict:
@@ -81,9 +83,10 @@ def missing_lines(machines: dict) -> list[str]:
     return [f"{mid}: {m}" for mid, d in machines.items() for m in d.get("missing", [])]
 
 
-def table(machines: dict, reference: str):
-    """Pure: one row per configuration the reference and at least one other machine measured; samples/s per machine
-    (NaN where not measured) and the ratio to the reference."""
+def table(machines: dict, reference: str, predicted: bool = False, profiles_dir="profiles"):
+    """One row per configuration the reference and at least one other machine measured (``predicted``: any machine
+    measured); samples/s per machine (NaN where not measured), the ratio to the reference of measured numbers, and
+    with ``predicted`` a ``<id> predicted`` column per machine for the rows it did not measure (predicted.fill)."""
     import pandas as pd
 
     frames = []
@@ -96,10 +99,11 @@ def table(machines: dict, reference: str):
         return pd.DataFrame()
     t = pd.concat(frames, axis=1, join="outer").reset_index()
     others = [m for m in machines if m != reference and m in t]
-    t = t[t[reference].notna() & t[others].notna().any(axis=1)].reset_index(drop=True)
+    if not predicted:
+        t = t[t[reference].notna() & t[others].notna().any(axis=1)].reset_index(drop=True)
     for mid in others:
         t[f"{mid} / {reference}"] = t[mid] / t[reference]
-    return t
+    return fill(t, CONFIG, list(machines), profiles_dir) if predicted else t
 
 
 def hardware_rows(machines: dict) -> list[tuple]:
@@ -160,7 +164,8 @@ def display(t):
     out = pd.DataFrame({configs.header(c): [configs.value(c, v) for v in t[c]] for c in vary})
     for c in t.columns:
         if c not in CONFIG:
-            out[c] = ["not measured" if v != v else f"{v:.3f}" for v in t[c]]
+            gap = "measured" if c.endswith(" predicted") else "not measured"
+            out[c] = [gap if v != v else f"{v:.3f}" for v in t[c]]
     return out, configs.fixed_text(fixed)
 
 
@@ -170,9 +175,16 @@ def _short(mid: str, machines: dict) -> str:
     return f"{p.get('isa_class')} {p.get('n_usable')}c{tag}"
 
 
+PREDICTED_NOTE = ("Columns '<machine> predicted' are predictions, not measurements: samples/s from that machine's "
+                  "probes and fitted efficiencies (runs/predict.py; its held-out error is in the machine report), "
+                  "for the configurations it did not measure; ratios use measured numbers only.")
+
+
 def render_markdown(machines, t, reference, png_name) -> str:
     out = ["# cpugrpo comparison", "", f"Reference machine: `{reference}`. Ratios are machine / reference of median "
-           "samples/s, from the numbers in the table.", "", "## Hardware", "",
+           "samples/s, from the numbers in the table.", ""]
+    out += [f"**{PREDICTED_NOTE}**", ""] if any(str(c).endswith(" predicted") for c in t.columns) else []
+    out += ["## Hardware", "",
            md_table(hardware_rows(machines), HW_HEADER), ""]
     if missing_lines(machines):
         out += ["## Missing data", ""] + [f"- {m}" for m in missing_lines(machines)] + [""]
@@ -194,6 +206,7 @@ def render_html(machines, t, reference, png: bytes) -> str:
     shown, fixed = display(t) if not t.empty else (t, "")
     body = [f"<h1>cpugrpo comparison</h1><p>Reference machine: <code>{e(reference)}</code>. Ratios are machine / "
             "reference of median samples/s, from the numbers in the table.</p>",
+            (f"<p><b>{e(PREDICTED_NOTE)}</b></p>" if any(str(c).endswith(" predicted") for c in t.columns) else ""),
             "<h2>Hardware</h2>" + html_table(hardware_rows(machines), HW_HEADER),
             ("<h2>Missing data</h2><ul>" + "".join(f"<li>{inline(m)}</li>" for m in missing_lines(machines))
              + "</ul>" if missing_lines(machines) else ""),
@@ -211,13 +224,13 @@ def render_html(machines, t, reference, png: bytes) -> str:
 
 
 def write_compare(ids: list[str], reference: str | None = None, name: str | None = None, profiles_dir="profiles",
-                  results_dir="results", out_root="reports/compare") -> dict:
+                  results_dir="results", out_root="reports/compare", predicted: bool = False) -> dict:
     from ..core.store import atomic_write_text
 
     opts = CompareOptions(tuple(ids), reference, name, str(profiles_dir), str(results_dir))  # refuses bad ids
     reference = opts.reference or ids[0]
     machines = gather(ids, profiles_dir, results_dir)
-    t = table(machines, reference)
+    t = table(machines, reference, predicted, profiles_dir)
     out = Path(out_root) / (name or "-vs-".join(i[:40] for i in ids)[:200])
     out.mkdir(parents=True, exist_ok=True)
     png = figure_png(render_figure(t, machines, reference))

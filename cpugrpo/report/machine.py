@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.errors import CpugrpoError
 from ..core.options import plain_name
-from . import configs, large, plots, ranks
+from . import configs, large, plots, predicted, ranks
 from .render import CSS, figure_png, html_table, inline, md_table, probe_peak, read_json, reason_parts
 from .results import ResultsError
 from .roofline import FIELDS, check, llc_bytes, roofline_rows
@@ -73,6 +73,7 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
     data["effective"] = _effective(rows, data["tune"])
     data["large"] = large.gather_large(rows, data["probes"], llc_bytes(profile))  # the Qwen2 shapes (large.py)
     data["ranks"] = ranks.memory_lines(rows)  # the memory of data-parallel ranks (ranks.py)
+    data["prediction"] = predicted.gather(machine_id, profiles_dir)  # the performance model's errors (predicted.py)
     data["baselines"], problems = TrialStore(Path(results_dir) / machine_id / "baselines.jsonl").rows()
     data["problems"] = list(data["problems"]) + problems
     data["asv"] = None
@@ -110,6 +111,7 @@ def render_figures(data: dict) -> dict:
         "phases": ("Phase breakdown", lambda: plots.phases(df)),
         "roofline": ("Roofline", lambda: plots.roofline(data["roofline"])),
         "accuracy": ("Accuracy by precision", lambda: plots.accuracy(df)),
+        "predicted": (predicted.TITLE, lambda: predicted.figure(data.get("prediction"))),
     }
     figs = {}
     for name, (title, make) in makers.items():
@@ -155,6 +157,7 @@ CAPTIONS = {
     "accuracy": "Greedy exact match on fixed held-out problems after the same short GRPO training (quality-gate "
                 "trials: 600 problems before 2026-11-22, 3000 since).",
     "history": "asv results per commit, each line relative to its value at the oldest commit.",
+    "predicted": predicted.CAPTION,
 }
 
 
@@ -350,6 +353,7 @@ def render_markdown(data: dict, figure_files: dict) -> str:
                 md_table(baseline_rows(data["baselines"]), BASELINE_HEADER), ""]
     out += large.section_markdown(data)
     out += ranks.section_markdown(data.get("ranks") or ranks.memory_lines([]))
+    out += predicted.section_markdown(data.get("prediction"))
     eff = data["effective"]
     if eff:
         out += ["## Effective settings (recommended trial)", "", _recommended_trial_line(data), "",
@@ -407,6 +411,7 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
                      + html_table(baseline_rows(data["baselines"]), BASELINE_HEADER))
     parts.append(large.section_html(data))  # empty without trials of a large model
     parts.append(ranks.section_html(data.get("ranks") or ranks.memory_lines([])))
+    parts.append(predicted.section_html(data.get("prediction")))
     eff = data["effective"]
     if eff:
         parts.append(f"<h2>Effective settings (recommended trial)</h2><p>{inline(_recommended_trial_line(data))}</p>"
