@@ -8,7 +8,8 @@ Generation is replaced: the completion of global row j is a fixed function of j 
 [r * n, (r + 1) * n) of the generation batch), and the reward is a fixed function of the completion, so one process
 and two ranks see the same batch, the same rewards and the same advantages. Everything else is the real trainer:
 ``run_grpo``, its per-rank batch, the shared-prefix update through DDP, the timed all-reduce. The gradients are
-taken as the optimizer sees them (after the all-reduce; clipping off), once with the shared prefix and once without.
+taken as the optimizer sees them (after the all-reduce; clipping off), with the shared prefix and without, in
+micro-batches, and for LoRA adapters.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import os
 import sys
 
 BATCH, GROUP = 12, 4  # 3 prompts x 4: over 2 ranks the middle group is split between them
+MODES = {"prefix": {"shared_prefix": True}, "plain": {"shared_prefix": False},
+         "micro": {"micro_batch": 3},  # gradient accumulation: 2 micro-batches per rank, 4 in one process
+         "lora": {"adapter": "lora", "base_precision": "fp32"}}  # peft adapters, shared prefix through the base
 
 
 def completion(j: int, vocab: int) -> list[int]:
@@ -77,10 +81,9 @@ def main(model_dir: str, out: str) -> None:
         return args
 
     tr.make_trainer_class, tr.grpo_args = fixed_class, unclipped_args
-    for mode in ("prefix", "plain"):
+    for mode, knobs in MODES.items():
         cfg = TrainConfig(model=model_dir, steps=1, batch_size=BATCH, num_generations=GROUP, threads=1,
-                          max_completion_length=8, shared_prefix=mode == "prefix",
-                          processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+                          max_completion_length=8, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), **knobs)
         loaded = models.load(model_dir, progress=False)
         steps = tr.run_grpo(cfg, loaded.model, loaded.tokenizer, os.path.join(os.path.dirname(out), f"trl-{mode}"),
                             progress=False, reward_funcs=[fixed_reward])

@@ -57,8 +57,9 @@ def leftovers(marker: str) -> list:
 
 @pytest.mark.slow
 def test_two_ranks_give_one_process_gradients(tiny_dir, tmp_path):
-    """One step on fixed completions and rewards (tests/dist_case.py), shared prefix on and off: the all-reduced
-    gradient of 2 ranks with 6 completions each equals one process's on all 12 (relative error <= 1e-5)."""
+    """One step on fixed completions and rewards (tests/dist_case.py), shared prefix on and off, in micro-batches,
+    with LoRA: the all-reduced gradient of 2 ranks with 6 completions each equals one process's on all 12 (relative
+    error <= 1e-5)."""
     import torch
 
     one, two = tmp_path / "one" / "g.pt", tmp_path / "two" / "g.pt"
@@ -72,7 +73,7 @@ def test_two_ranks_give_one_process_gradients(tiny_dir, tmp_path):
         assert code == 0, err[-3000:]
     a, b = torch.load(one), torch.load(two)
     assert (a["world"], b["world"]) == (1, 2)
-    for mode in ("prefix", "plain"):
+    for mode in ("prefix", "plain", "micro", "lora"):
         ga, gb = a["grads"][mode], b["grads"][mode]
         assert ga.keys() == gb.keys() and len(ga) > 0
         norm = sum(float((g ** 2).sum()) for g in ga.values()) ** 0.5
@@ -81,6 +82,7 @@ def test_two_ranks_give_one_process_gradients(tiny_dir, tmp_path):
         assert b["ran"][mode]["completions"] == 6 and a["ran"][mode]["completions"] == 12
         assert b["ran"][mode]["communication_s"] > 0 and a["ran"][mode]["communication_s"] == 0
     assert b["ran"]["prefix"]["shared_prefix_ran"] and not b["ran"]["plain"]["shared_prefix_ran"]
+    assert b["ran"]["lora"]["shared_prefix_ran"] and b["ran"]["micro"]["shared_prefix_ran"]
     assert not leftovers(str(tmp_path))
 
 
