@@ -15,7 +15,26 @@ def table(rows: list[tuple], header: tuple | None = None) -> str:
     return "\n".join(lines)
 
 
+def show_ranks(m: dict) -> None:
+    """A data-parallel run's ranks: where each ran, its median phases over the measured steps, its peak RSS."""
+    print(f"data-parallel: {m['world_size']} ranks ({m['nnodes']} node(s) x {m['processes']} processes x "
+          f"{m['threads_per_process']} threads), {m['backend']}; weights agree: {m['weights_agree']}")
+    rows = [(r["rank"], r["node_rank"], ",".join(map(str, r["cpus"])), r["threads"],
+             *(f"{r['phases'].get(k, float('nan')):.3f}" for k in ("wall_s", "rollout_s", "scoring_s", "update_s",
+                                                                   "communication_s")),
+             f"{r['peak_rss_mb']:.0f}") for r in m["ranks"]]
+    print(table(rows, ("rank", "node", "CPUs", "threads", "step (s)", "rollout", "scoring", "update", "comm",
+                       "peak RSS (MiB)")))
+    out = m.get("outside", {})
+    rate = f"{out['samples_per_s']:.2f} samples/s over the measured steps, " if out.get("samples_per_s") else ""
+    print(f"outside clock: {rate}{out.get('wall_s', 0):.1f} s in all; peak RSS summed over ranks "
+          f"{m['peak_rss_mb_sum']:.0f} MiB")
+
+
 def show_train(m: dict) -> None:
+    if "model" not in m:  # another node of a data-parallel run: rank 0 (node 0) holds the run itself
+        print(m.get("note", ""))
+        return show_ranks(m)
     s = m["summary"]
     print(f"run: {m['run_dir']}   model: {m['model']}   threads: {m['effective']['threads']}   "
           f"batch: {m['effective']['batch_size']} ({m['effective']['prompts_per_step']} prompts x "
@@ -44,6 +63,8 @@ def show_train(m: dict) -> None:
         w = s["warmup_steps"][0]
         print(f"only the warm-up step ran: {w['wall_s']:.2f} s (rollout {w['rollout_s']:.2f}, scoring "
               f"{w['scoring_s']:.3f}, update {w['update_s']:.2f}); samples/s {w['samples_per_s']:.2f}")
+    if m.get("world_size"):
+        show_ranks(m)
     b, a, c = m["accuracy_before"], m["accuracy_after"], m["accuracy_change"]
     if b is None or a is None:
         print(f"accuracy: not evaluated ({m.get('note', 'no evaluation')})")

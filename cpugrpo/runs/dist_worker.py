@@ -117,6 +117,8 @@ def _job_result(out: dict, job: dict, cfg, warmup: int) -> dict:
 
     ranks = dist.JOB
     digests = {r["weights_digest"] for r in ranks}
+    if "effective" in out:  # what took effect on every rank, beside rank 0's own check
+        out["effective"]["flags"] = [*out["effective"].get("flags", []), *_rank_flags(ranks, cfg.threads)]
     if len(digests) != 1:
         raise RuntimeError(f"the ranks ended with different weights ({len(digests)} digests): a bug in the "
                            f"data-parallel update")
@@ -146,6 +148,20 @@ def _job_result(out: dict, job: dict, cfg, warmup: int) -> dict:
         ],
     })
     return out
+
+
+def _rank_flags(ranks: list, threads: int) -> list[str]:
+    """Each rank's threads and CPUs against the request; ranks of one host that share a CPU."""
+    flags = [f"rank {r['rank']}: torch ran {r['threads']} threads, {threads} requested" for r in ranks
+             if r["threads"] != threads]
+    flags += [f"rank {r['rank']}: pinned to {len(r['cpus'])} CPUs for {threads} threads" for r in ranks
+              if len(r["cpus"]) != threads]
+    for i, a in enumerate(ranks):
+        for b in ranks[i + 1:]:
+            if a["host"] == b["host"] and set(a["cpus"]) & set(b["cpus"]):
+                flags.append(f"ranks {a['rank']} and {b['rank']} share CPUs on {a['host']} (two launches on one "
+                             f"machine: pin each with taskset)")
+    return flags
 
 
 if __name__ == "__main__":

@@ -360,6 +360,9 @@ def train_distributed(cfg: TrainConfig, run_dir: str | Path, opts: LaunchOptions
     run_dir = Path(run_dir)
     got = run_job(cfg, opts, run_dir / "ranks", "train", {"run_dir": str(run_dir)})
     out = {**got["result"], "outside": got["outside"], "node_rank": opts.node_rank}
+    if opts.node_rank:
+        out["note"] = (f"node {opts.node_rank} of {opts.nnodes}: rank 0, on node 0, evaluates, saves the model and "
+                       f"writes metrics.json; this node's ranks are listed here")
     atomic_write_json(run_dir / ("metrics.json" if opts.node_rank == 0 else f"node-{opts.node_rank}.json"), out)
     return out
 
