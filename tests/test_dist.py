@@ -36,7 +36,8 @@ def start(cmd: list, cpu: int | None = None, **env) -> subprocess.Popen:
     pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     return subprocess.Popen([str(c) for c in cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, preexec_fn=pin,
-                            env={**os.environ, **ENV, PARENT_PID_VAR: str(os.getpid()), **env})
+                            env={**os.environ, **ENV, PARENT_PID_VAR: str(os.getpid()),
+                                 **{k: str(v) for k, v in env.items()}})
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
@@ -98,9 +99,9 @@ def test_two_nodes_on_this_machine_finish_a_step_with_the_same_weights(tiny_dir,
     common = ["-m", "cpugrpo.cli.main", "train", "--model", tiny_dir, "--processes", "1", "--threads", "1",
               "--steps", "1", "--batch-size", "8", "--num-generations", "4", "--max-completion-length", "8",
               "--eval-n", "3", "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", port,
-              "--rdzv-timeout", "120", "--json", "--results-dir", tmp_path / "results"]
+              "--rdzv-timeout", "120", "--json"]
     procs = [start([sys.executable, *common, "--node-rank", k, "--run-dir", tmp_path / f"node{k}"],
-                   cpu=cpus[k] if len(cpus) > 1 else None) for k in (0, 1)]
+                   cpu=cpus[k] if len(cpus) > 1 else None, CPUGRPO_RESULTS_DIR=tmp_path / "results") for k in (0, 1)]
     outs = []
     for p in procs:
         code, out, err = finish(p, 300)
@@ -139,7 +140,7 @@ def test_a_trial_under_the_launcher_is_measured_from_outside_and_a_failed_rank_f
 
 def _refused(capsys, tmp_path, *argv) -> str:
     run_dir = tmp_path / "run"
-    code = main(["train", *map(str, argv), "--json", "--run-dir", str(run_dir), "--results-dir", str(tmp_path)])
+    code = main(["train", *map(str, argv), "--json", "--run-dir", str(run_dir)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("cpugrpo train: error: "), err
     assert not run_dir.exists()  # refused before anything was written
