@@ -317,7 +317,7 @@ def run_job(cfg: TrainConfig, opts: LaunchOptions, job_dir: Path, mode: str, ext
         fifo.unlink(missing_ok=True)
     code = os.waitstatus_to_exitcode(status) if not killed else None
     if killed or code != 0:
-        raise LaunchError(_failure(job_dir, killed, code))
+        raise LaunchError(_failure(job_dir, killed, code, opts))
     result_path = job_dir / f"node-{opts.node_rank}.json"
     if not result_path.exists():
         raise LaunchError(f"the job ended without a result (see {job_dir}/launcher.log)")
@@ -326,7 +326,7 @@ def run_job(cfg: TrainConfig, opts: LaunchOptions, job_dir: Path, mode: str, ext
                         **outside_rate(stamps.stamps, warmup)}}
 
 
-def _failure(job_dir: Path, killed: str | None, code) -> str:
+def _failure(job_dir: Path, killed: str | None, code, opts: LaunchOptions) -> str:
     """One line: the earliest rank's own reason, else what the launcher said last."""
     errors = []
     for f in job_dir.glob("rank-*.error"):
@@ -341,11 +341,15 @@ def _failure(job_dir: Path, killed: str | None, code) -> str:
         return f"rank {first['rank']} failed: {first['reason']} (rank logs in {job_dir})"
     text = (job_dir / "launcher.log").read_text(errors="replace") if (job_dir / "launcher.log").exists() else ""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if any("failed to connect" in ln for ln in lines):  # the master's port answered the check, not the store
+        return (f"master {opts.master_addr or '127.0.0.1'}:{opts.port()} did not answer torch's rendezvous within "
+                f"{opts.rdzv_timeout_s:g} s: start node 0 first with the same --master-addr and --master-port, check "
+                f"the address and any firewall, or wait longer with --rdzv-timeout")
     hint = next((ln for ln in reversed(lines) if "Timeout" in ln or "timed out" in ln.lower()), None)
     if hint:
         return (f"the rendezvous timed out: not every node joined (start each node with the same --nnodes, "
                 f"--master-addr and --master-port, and a distinct --node-rank; --rdzv-timeout waits longer): "
-                f"{hint[:160]}")
+                f"{hint[-160:]}")
     last = next((ln for ln in reversed(lines) if "Error" in ln), lines[-1] if lines else "no output")
     return f"the launcher exited with code {code}: {last[:200]} (log: {job_dir}/launcher.log)"
 
