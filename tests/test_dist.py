@@ -150,8 +150,9 @@ def _refused(capsys, tmp_path, *argv) -> str:
 def test_bad_requests_are_one_line_errors(capsys, tmp_path):
     n = usable_cpus()
     assert "processes must be at least 1" in _refused(capsys, tmp_path, "--processes", 0)
-    err = _refused(capsys, tmp_path, "--processes", n + 1, "--threads", 1)
+    err = _refused(capsys, tmp_path, "--processes", n + 1, "--threads", 1, "--batch-size", 8 * (n + 1))
     assert f"needs {n + 1} CPUs" in err and "--threads" in err
+    assert "does not split over 3 processes" in _refused(capsys, tmp_path, "--processes", 3, "--batch-size", 64)
     assert "does not split over 3 ranks" in _refused(capsys, tmp_path, "--processes", 1, "--threads", 1,
                                                      "--nnodes", 3, "--batch-size", 8)
     assert "--adaptive-batch" in _refused(capsys, tmp_path, "--processes", 1, "--nnodes", 2, "--threads", 1,

@@ -151,6 +151,12 @@ class TrainConfig:
         need(self.micro_batch is None or (self.micro_batch >= 1 and self.batch_size % self.micro_batch == 0),
              f"micro_batch {self.micro_batch} does not divide the batch {self.batch_size}: use a divisor of it, e.g. "
              f"{self.num_generations}")
+        need(self.batch_size % self.processes == 0,  # the global batch, split evenly over the ranks (runs/launch.py)
+             f"per-step batch {self.batch_size} does not split over {self.processes} processes: use a batch divisible "
+             f"by {self.processes}, or other --processes")
+        need(self.micro_batch is None or (self.batch_size // self.processes) % self.micro_batch == 0,
+             f"micro_batch {self.micro_batch} does not divide each process's {self.batch_size // self.processes} "
+             f"completions: use a divisor of {self.batch_size // self.processes}")
         need(self.max_completion_length >= 1, "max_completion_length must be at least 1")
         need(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got {self.learning_rate}")
         need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
