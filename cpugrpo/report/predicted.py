@@ -29,6 +29,14 @@ WHY = {
                                "predicted 2.8x too slow; the machine has no fit of its own (the 6635ca fit is used)",
 }
 
+WHY_RSS = {
+    "ff38d1f667d0-1795309793": "the AMX fit's baseline (795 MiB, fitted mostly on 494M processes) is more than a whole "
+                               "tiny process at batch 32 (739 MiB)",
+    "0f32356622ff-1795309704": "the same baseline against a tiny process at batch 64 (939 MiB)",
+    "89048d1ffdcb-1795270471": "TRL's defaults (gradient checkpointing under autocast): memory.py scales checkpointed "
+                               "activations by reasoning, not by a fit (its docstring says so)",
+}
+
 
 def gather(machine_id: str, profiles_dir="profiles") -> dict | None:
     """Every committed trial's prediction (``trials``: ``machine`` says whose), the validation, and which fit
@@ -120,7 +128,10 @@ def lines(data: dict | None) -> list[str]:
            f"with the fit of `{data['fit_machine'] or 'none'}` ({data['fit_note']}).",
            "Worst held-out step times: " + "; ".join(
                f"{e['trial_id']} ({e['label']}, {e['step_err']:+.0%}): {WHY.get(e['trial_id'], 'not yet explained')}"
-               for e in v["worst_held_out"]) + "."]
+               for e in v["worst_held_out"]) + ".",
+           "Worst held-out peak RSS: " + "; ".join(
+               f"{e['trial_id']} ({e['label']}, {e['rss_err']:+.0%}): {WHY_RSS.get(e['trial_id'], 'not yet explained')}"
+               for e in v.get("worst_held_out_rss", [])) + "."]
     lomo = v.get("leave_one_model_out") or {}
     if lomo:
         out.append("Leave one model out (refitted without it, then predicted): " + "; ".join(

@@ -52,7 +52,8 @@ PARAMS = {
     "o_pass_layer_s": (1e-3, 0.0, 1.0), "k_act": (4.0, 0.0, 1e3), "k_micro": (10.0, 0.0, 1e4),
     "o_update_s": (0.05, 0.0, 10.0), "k_fault": (1.0, 0.0, 100.0),
 }
-RSS_PARAMS = {"rss_base_mb": (700.0, 100.0, 4000.0), "rss_k_act": (1.0, 0.05, 5.0)}  # memory.py's 700 MiB, x1
+RSS_PARAMS = {"rss_base_mb": (700.0, 100.0, 4000.0), "rss_k_act": (1.0, 0.05, 5.0),  # memory.py's 700 MiB, x1
+              "rss_k_state": (1.0, 0.5, 2.0)}
 DEFAULT_FIT = {k: v[0] for k, v in {**PARAMS, **RSS_PARAMS}.items()}
 PEERS = {  # what a TRL peer runs, whatever config its row stored (train/trl_peers.py: TRL 1.16 on CPU)
     "trl-defaults": {"update_precision": "bf16-autocast", "gradient_checkpointing": True},
@@ -288,7 +289,8 @@ def peer_config(cfg: TrainConfig, mode: str) -> TrainConfig:
 def peak_rss_mb(cfg: TrainConfig, work: Workload, fit: dict | None = None) -> dict:
     """train/memory.py's estimate with its activations taken over the tokens the update holds (memory.py assumes
     PROMPT_TOKENS + max length for every row and no shared prefix), and its baseline and activation scale as fitted
-    (``rss_base_mb``, ``rss_k_act``; memory.py's own 700 MiB and x1 when unfitted)."""
+    (``rss_base_mb``, ``rss_k_act``; memory.py's own 700 MiB and x1 when unfitted), and the tensors held through the
+    step (weights, gradients, optimizer state, snapshot, reference) scaled by ``rss_k_state`` (x1 unfitted)."""
     from ..train.memory import PROMPT_TOKENS, estimate_peak_mb, shape_of
 
     f = {**DEFAULT_FIT, **(fit or {})}
@@ -300,6 +302,8 @@ def peak_rss_mb(cfg: TrainConfig, work: Workload, fit: dict | None = None) -> di
     tokens = work.decode_steps + (work.prompt_width / per_prompt if shared else work.prompt_width)
     parts["activations"] *= f["rss_k_act"] * tokens / (PROMPT_TOKENS + cfg.max_completion_length)
     parts["baseline"] = f["rss_base_mb"]
+    for k in ("weights", "grads", "optimizer", "rollout", "reference"):  # tensors held through the step
+        parts[k] *= f["rss_k_state"]
     parts["total"] = sum(v for k, v in parts.items() if k != "total")
     return parts
 

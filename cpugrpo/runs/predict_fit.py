@@ -11,7 +11,9 @@ Validation, reported both ways:
   the last HOLDOUT of its range; all repeats of a configuration fall on the same side, so no held-out trial has a
   fitted twin;
 - **leave one model out**: the model refitted without any row of one model, then that model predicted.
-Peak RSS comes from train/memory.py (not fitted here); its error is reported beside the step time's.
+Peak RSS is train/memory.py's estimate with its activations over the tokens the update holds, its baseline and
+activation scale fitted (predict.peak_rss_mb); memory.py's own error is reported beside it. Trials that evaluated
+held-out problems (the quality gate's) keep their step times but not their peak RSS, which includes the evaluation.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ def samples(results_dir: str | Path = "results", profiles_dir: str | Path = "pro
                 measured.update(generate=med["rollout"] - (med["rollout_refresh"] or 0.0),
                                 refresh=med["rollout_refresh"] or 0.0, scoring=med["scoring"], update=med["update"])
             rss = (r.get("outside") or {}).get("os_peak_rss_mb") or s.get("peak_rss_mb_os")
+            if r.get("spec", {}).get("evaluate") or r.get("spec", {}).get("evaluate_before"):
+                rss = None  # the process's peak includes evaluating held-out problems: not a training step's
             out.append({"trial_id": r["trial_id"], "key": r["key"], "machine": mid, "machine_obj": mach,
                         "model": r.get("model") or cfg.model, "mode": mode, "tag": r.get("tag", ""), "cfg": cfg,
                         "shape": model_shape(r.get("model") or cfg.model),
@@ -173,7 +177,7 @@ def errors(rows: list[dict], fit: dict) -> list[dict]:
 
 
 def label(s: dict) -> str:
-    c = s["cfg"]
+    c = peer_config(s["cfg"], s["mode"])
     return (f"{s['model']} {s['mode']} {c.threads}t batch {c.batch_size} update {c.update_precision} rollout "
             f"{c.rollout_precision} {c.optimizer} prefix {'on' if c.shared_prefix else 'off'} ckpt "
             f"{'on' if c.gradient_checkpointing else 'off'} micro {c.micro_batch or 'whole'} release "
