@@ -64,3 +64,9 @@ def install_chromium() -> str:
 def chromium():
     """Path of a headless-capable chromium; installed in the session set-up when missing (see install_chromium)."""
     return install_chromium()
+
+
+@pytest.fixture(autouse=True)
+def _results_dir(tmp_path, monkeypatch):
+    """`cpugrpo train` records a row per run under $CPUGRPO_RESULTS_DIR (default results/): never the repo's."""
+    monkeypatch.setenv("CPUGRPO_RESULTS_DIR", str(tmp_path / "results"))

@@ -108,7 +108,7 @@ def test_synthetic_report_renders_in_a_browser(chromium, tmp_path):
     path = write_report("browser-m", tmp_path / "profiles", tmp_path / "results", tmp_path / "no-asv",
                         tmp_path / "reports")
     found = check_in_browser(chromium, Path(path))
-    _assert_clean(found, n_images=7)
+    _assert_clean(found, n_images=8)
     assert "Warning: 1 unreadable line" in Path(path).read_text() and path.warnings
 
 
@@ -121,7 +121,7 @@ def test_committed_report_renders_in_a_browser(chromium, tmp_path, machine_id):
     """Each machine's committed data, rendered afresh by this code into tmp_path (the committed reports/ untouched)."""
     path = write_report(machine_id, ROOT / "profiles", ROOT / "results", tmp_path / "no-asv", tmp_path / "reports")
     found = check_in_browser(chromium, Path(path))
-    _assert_clean(found, n_images=7)
+    _assert_clean(found, n_images=8)
 
 
 def test_the_browser_check_catches_a_broken_image_and_a_console_error(chromium, tmp_path):

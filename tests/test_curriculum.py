@@ -82,3 +82,62 @@ def test_penalty_enters_the_training_loss(tiny_dir, tmp_path):
                              reward_funcs=[length_reward])
     assert steps[0].metrics["extra_loss"] == pytest.approx(before, rel=1e-4)
     assert float(ewc(m)) < before  # the optimizer pulled θ towards θ*: the penalty reached the gradient
+
+
+def test_sample_fisher_is_seeded_non_negative_and_differs_from_gold(tiny_dir):
+    loaded = models.load(str(tiny_dir))
+    problems = data.generate(3, "basic")
+    a = curriculum.fisher_diagonal(loaded.model, loaded.tokenizer, problems, 3, "sample", 6, seed=1)
+    b = curriculum.fisher_diagonal(loaded.model, loaded.tokenizer, problems, 3, "sample", 6, seed=1)
+    gold = curriculum.fisher_diagonal(loaded.model, loaded.tokenizer, problems, 3, "gold")
+    name = "model.embed_tokens.weight"
+    assert torch.equal(a[name], b[name]) and all((v >= 0).all() for v in a.values())
+    assert not torch.equal(a[name], gold[name])
+    with pytest.raises(curriculum.CurriculumError, match="unknown Fisher mode"):
+        curriculum.fisher_diagonal(loaded.model, loaded.tokenizer, problems, 3, "empirical")
+
+
+def _entry(stage, per_item, levels):
+    return {"stage": stage, "splits": {"test": {"per_item": per_item, "levels": levels}}}
+
+
+def test_study_summary_on_a_hand_worked_case():
+    from cpugrpo.runs import study
+
+    levels = "bbbbbbbbbbaa"  # ten basic items, two advanced (ignored: the first stage is basic)
+    base = {"lambda": 0.0, "eval_splits": ["test"], "history": [
+        _entry("start", "0" * 12, levels), _entry("basic", "1111111100" + "00", levels),
+        _entry("advanced", "1111000000" + "11", levels)]}
+    ewc = {"lambda": 50.0, "fisher": "gold", "eval_splits": ["test"], "history": [
+        _entry("start", "0" * 12, levels), _entry("basic", "1111111100" + "00", levels),
+        _entry("advanced", "1111110000" + "11", levels)]}
+    s = study.summarize([base, ewc])
+    assert s["first_stage"] == "basic"
+    b, e = s["splits"]["test"]
+    assert (b["after_first"], b["final"], b["n"]) == (0.8, 0.4, 10)
+    assert b["forgetting"] == pytest.approx(0.4) and b["forgetting_ci95"][0] > 0  # 4 of 10 lost, none gained
+    assert e["forgetting"] == pytest.approx(0.2) and e["vs_no_ewc"] == pytest.approx(0.2)
+    assert e["recovered_fraction"] == pytest.approx(0.5)  # 0.2 of the 0.4 lost
+    assert e["vs_no_ewc_ci95"][0] < 0.2 < e["vs_no_ewc_ci95"][1]
+
+
+@pytest.mark.slow
+def test_curriculum_command_evaluates_two_splits_and_records_each_arm(tiny_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "cpugrpo.cli", "curriculum", "--model", str(tiny_dir), "--stage-steps",
+                        "basic=1,advanced=1", "--compare-lambda", "0,10", "--fisher", "gold,sample", "--eval-splits",
+                        "dev,test", "--eval-n", "6", "--batch-size", "4", "--num-generations", "2",
+                        "--max-completion-length", "8", "--json", "--run-dir", str(tmp_path / "run"),
+                        "--results-dir", str(tmp_path / "res")], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert [(st["lambda"], st["fisher"]) for st in out["studies"]] == [(0.0, "gold"), (10.0, "gold"),
+                                                                       (10.0, "sample")]
+    assert set(out["summary"]["splits"]) == {"dev", "test"}
+    rows = [json.loads(line) for f in (tmp_path / "res").glob("*/curriculum.jsonl") for line in
+            f.read_text().splitlines()]
+    assert len(rows) == 3 and len({r["study_id"] for r in rows}) == 1
+    assert all(set(h["splits"]) == {"dev", "test"} for r in rows for h in r["history"])

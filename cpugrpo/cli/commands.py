@@ -54,15 +54,48 @@ def cmd_train(args) -> dict:
     if not args.json:
         changed = ", ".join(f"{k}={getattr(cfg, k)!r} ({v})" for k, v in origin.items()) or "all defaults"
         print(f"config: {changed}", file=sys.stderr)
-    from ..train.trainer import train_and_evaluate
-
     name = cfg.model.strip("/").split("/")[-1]
     run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + f"-{name}")
+    if getattr(args, "seeds", None):  # one child `cpugrpo train --seed S` per seed; each records its own row
+        from ..runs.training import parse_seeds, run_seeds
+
+        seeds = parse_seeds(args.seeds)
+        return run_seeds(_without(args.argv, ("--seeds", "--seed", "--run-dir", "--json")), seeds, run_dir,
+                         args.json)
+    from ..hw.runtime import PARENT_PID_VAR, die_with_parent
+
+    if os.environ.get(PARENT_PID_VAR):
+        die_with_parent()
+    from ..runs.training import record
+    from ..train.trainer import train_and_evaluate
+
+    t0 = time.perf_counter()
     if cfg.processes > 1 or args.nnodes > 1:  # data-parallel ranks through torch's launcher (runs/launch.py)
         from ..runs.launch import LaunchOptions, train_distributed
 
-        return train_distributed(cfg, run_dir, options_from_args(LaunchOptions, args))
-    return train_and_evaluate(cfg, run_dir, progress=not args.json, fitted=True)
+        metrics = train_distributed(cfg, run_dir, options_from_args(LaunchOptions, args))
+    else:
+        metrics = train_and_evaluate(cfg, run_dir, progress=not args.json, fitted=True)
+    row_file = record(metrics, time.perf_counter() - t0, getattr(args, "results_dir", None))
+    if row_file is not None:
+        metrics["recorded_in"] = str(row_file)
+    return metrics
+
+
+def _without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` without the ``train`` command word and without ``flags`` (and their values)."""
+    out, skip = [], False
+    valueless = {"--json"}
+    for a in (argv[1:] if argv and argv[0] == "train" else argv):
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in flags:
+            skip = "=" not in a and name not in valueless
+            continue
+        out.append(a)
+    return out
 
 
 # -------------------------------------------------------------------------------------------------------- eval
@@ -103,6 +136,16 @@ def cmd_curriculum(args) -> dict:
         raise CurriculumError(f"--compare-lambda must be numbers like 0,50, got {args.compare_lambda!r}") from None
     for lam in lams:
         check_stages(stages, lam)
+    from ..train.curriculum import FISHER_MODES
+    from ..train.data import EVAL_SPLITS
+
+    fishers = [f.strip() for f in args.fisher.split(",") if f.strip()]
+    if not fishers or any(f not in FISHER_MODES for f in fishers):
+        raise CurriculumError(f"--fisher {args.fisher!r}: use gold, sample or gold,sample")
+    splits = [s.strip() for s in (args.eval_splits or "").split(",") if s.strip()] or None
+    if splits and any(s not in EVAL_SPLITS for s in splits):
+        raise CurriculumError(f"--eval-splits {args.eval_splits!r}: use splits of {', '.join(EVAL_SPLITS)}, e.g. "
+                              f"dev,test")
     cfg, _ = resolve_config(args.config, {k: getattr(args, k, None) for k in _TRAIN_KEYS})
     if cfg.processes > 1:
         raise CurriculumError(f"cpugrpo curriculum runs in one process (its stages and Fisher estimate are not "
@@ -120,15 +163,27 @@ def cmd_curriculum(args) -> dict:
     run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-curriculum")
     studies = []
     t0 = time.perf_counter()
-    for lam in lams:  # every arm starts from a fresh load of the same starting model
+    arms = [(lam, f) for lam in lams for f in (fishers if lam > 0 else fishers[:1])]
+    for i, (lam, fisher) in enumerate(arms):  # every arm starts from a fresh load of the same starting model
+        if not args.json:
+            print(f"arm {i + 1}/{len(arms)}: lambda {lam:g}" + (f", {fisher} Fisher" if lam > 0 else ""),
+                  file=sys.stderr, flush=True)
         loaded = models.load(cfg.model, seed=cfg.seed, progress=not args.json)
-        studies.append(run_curriculum(cfg, stages, lam, os.path.join(run_dir, f"lambda-{lam:g}"),
-                                      fisher_dtype=args.fisher_precision, progress=not args.json, loaded=loaded))
+        studies.append(run_curriculum(cfg, stages, lam, os.path.join(run_dir, f"lambda-{lam:g}-{fisher}"),
+                                      fisher_dtype=args.fisher_precision, progress=not args.json, loaded=loaded,
+                                      fisher=fisher, eval_splits=tuple(splits) if splits else None))
+    from ..runs import study
+
     out = {"stage_steps": stages, "studies": studies, "seconds": time.perf_counter() - t0, "run_dir": run_dir,
-           "config": cfg.to_dict()}
+           "config": cfg.to_dict(), "summary": study.summarize(studies)}
     from ..core.store import atomic_write_json
 
     atomic_write_json(os.path.join(run_dir, "curriculum.json"), out)
+    if "note" not in studies[0]["history"][0]:  # a random-weight preset's accuracies are not evidence
+        from ..hw.hardware import detect
+        from ..hw.runtime import environment_snapshot
+
+        out["recorded_in"] = str(study.record(out, detect().machine_id, environment_snapshot(), args.results_dir))
     return out
 
 

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p)
     _add_launch_flags(p)
     p.add_argument("--run-dir", help="where to write the run (default runs/<time>-<model>)")
+    p.add_argument("--seeds", help="train once per seed, e.g. 0,1,2 (each in its own process), and summarise the gain "
+                   "over seeds")
+    p.add_argument("--results-dir", help="where the run's row goes: <dir>/<machine-id>/training.jsonl (default "
+                   "results, or $CPUGRPO_RESULTS_DIR)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(func=cmd_train, show=tables.show_train)
 
@@ -85,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out problem set")
     p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
     p.add_argument("--max-new-tokens", type=int, default=48, help="generation limit per answer")
+    p.add_argument("--split", help="held-out half: test (default; reported numbers), dev (where choices are made) "
+                   "or heldout (both); with --data, the part of the file the same hash rule puts there")
+    p.add_argument("--data", help="a GSM8K-format jsonl file to evaluate on (default: the whole file)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_eval, show=tables.show_eval)
 
@@ -95,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-lambda", default="0,5", help="comma-separated EWC lambdas to run (0 = no EWC)")
     p.add_argument("--fisher-precision", default="fp32", choices=("fp32", "bf16"),
                    help="storage precision of the Fisher and anchor")
+    p.add_argument("--fisher", default="gold", help="Fisher estimate for EWC: gold (gradients of the reference "
+                   "solutions' log-likelihood), sample (of completions drawn from the model), or gold,sample (an arm "
+                   "for each, per lambda > 0)")
+    p.add_argument("--eval-splits", help="splits evaluated after every stage, e.g. dev,test (choose lambda on dev, "
+                   "report test; default: --eval-split)")
+    p.add_argument("--results-dir", help="where the study's rows go: <dir>/<machine-id>/curriculum.jsonl (default "
+                   "results, or $CPUGRPO_RESULTS_DIR)")
     p.add_argument("--run-dir", help="where to write the study (default runs/<time>-curriculum)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(func=cmd_curriculum, show=tables.show_curriculum)
@@ -213,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_libraries()
     from ..core.errors import CpugrpoError
 

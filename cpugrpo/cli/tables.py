@@ -15,6 +15,20 @@ def table(rows: list[tuple], header: tuple | None = None) -> str:
     return "\n".join(lines)
 
 
+def show_seeds(r: dict) -> None:
+    rows = [(run["seed"], f"{run['before']:.1%}", f"{run['after']:.1%}",
+             f"{run['change']['difference'] * 100:+.1f} [{run['change']['ci95'][0] * 100:+.1f}, "
+             f"{run['change']['ci95'][1] * 100:+.1f}]", run["split"], f"{run['wall_s'] / 60:.1f}")
+            for run in r["runs"]]
+    print(table(rows, ("seed", "before", "after", "gain, points [95% paired CI]", "split", "minutes")))
+    for f in r["failures"]:
+        print(f"seed {f['seed']} FAILED (exit {f['returncode']}): {f['reason']}")
+    if r.get("mean_change") is not None:
+        sd = f", sd {r['sd_change'] * 100:.1f}" if r.get("sd_change") is not None else ""
+        print(f"mean gain over {len(r['runs'])} seeds: {r['mean_change'] * 100:+.1f} points{sd}; every seed's "
+              f"interval above 0: {'yes' if r['every_interval_above_zero'] else 'no'}")
+
+
 def show_ranks(m: dict) -> None:
     """A data-parallel run's ranks: where each ran, its median phases over the measured steps, its peak RSS."""
     print(f"data-parallel: {m['world_size']} ranks ({m['nnodes']} node(s) x {m['processes']} processes x "
@@ -32,6 +46,8 @@ def show_ranks(m: dict) -> None:
 
 
 def show_train(m: dict) -> None:
+    if m.get("kind") == "seeds":
+        return show_seeds(m)
     if "model" not in m:  # another node of a data-parallel run: rank 0 (node 0) holds the run itself
         print(m.get("note", ""))
         return show_ranks(m)
@@ -80,7 +96,9 @@ def show_train(m: dict) -> None:
 
 
 def show_eval(r: dict) -> None:
-    print(f"model: {r['model']}   precision: {r['precision']}   {r['seconds']:.1f} s")
+    src = r.get("evaluated_on", {})
+    where = f"{src['data']} ({src['split']})" if "data" in src else f"synthetic {src.get('split', 'test')} split"
+    print(f"model: {r['model']}   precision: {r['precision']}   on: {where}   {r['seconds']:.1f} s")
     if r.get("note"):
         print(f"NOTE: {r['note']}")
     rows = [(k, f"{v['accuracy']:.1%}", f"[{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]", v["n"])
@@ -97,9 +115,25 @@ def show_curriculum(r: dict) -> None:
                      for v in h["by_difficulty"].values()]
             rows.append(("start" if h["stage"] == "start" else f"after {h['stage']}", *cells))
         levels = list(st["history"][0]["by_difficulty"])
-        print(f"\nlambda = {st['lambda']:g}   (Fisher/anchor memory: "
-              f"{max((s['ewc_bytes'] for s in st['stages']), default=0) / 2**20:.1f} MiB, {st['fisher_dtype']})")
+        fisher = f", {st.get('fisher', 'gold')} Fisher" if st["lambda"] > 0 else ""
+        print(f"\nlambda = {st['lambda']:g}{fisher}   on {st['history'][0].get('split', 'test')}   (Fisher/anchor "
+              f"memory: {max((s['ewc_bytes'] for s in st['stages']), default=0) / 2**20:.1f} MiB, "
+              f"{st['fisher_dtype']})")
         print(table(rows, ("", *levels)))
+    summary = r.get("summary") or {}
+    for split, arms in summary.get("splits", {}).items():
+        rows = [(f"{a['lambda']:g}" + (f" {a['fisher']}" if a["lambda"] > 0 else ""), f"{a['after_first']:.1%}",
+                 f"{a['final']:.1%}", f"{a['forgetting']:+.1%} [{a['forgetting_ci95'][0]:+.1%}, "
+                 f"{a['forgetting_ci95'][1]:+.1%}]",
+                 f"{a['vs_no_ewc']:+.1%} [{a['vs_no_ewc_ci95'][0]:+.1%}, {a['vs_no_ewc_ci95'][1]:+.1%}]"
+                 if "vs_no_ewc" in a else "-",
+                 f"{a['recovered_fraction']:.0%}" if a.get("recovered_fraction") is not None else "-")
+                for a in arms]
+        print(f"\n{summary['first_stage']} items on {split} (n = {arms[0]['n']}): forgetting = after its stage - at "
+              f"the end; EWC - no EWC at the end, paired")
+        print(table(rows, ("lambda", "after its stage", "at the end", "forgetting", "EWC - no EWC", "recovered")))
+    if r.get("recorded_in"):
+        print(f"\nrows: {r['recorded_in']}")
 
 
 def show_detect(d: dict) -> None:

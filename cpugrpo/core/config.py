@@ -26,6 +26,7 @@ LARGE_PRESETS = ("qwen2-0.5b", "qwen2-1.5b")  # the measured workload there is o
 
 
 DIFFICULTIES = ("basic", "intermediate", "advanced")
+EVAL_SPLITS = ("dev", "test", "heldout")  # train/data.py: the held-out halves, and both together
 
 
 def _one_prompt(cfg) -> int:
@@ -87,6 +88,9 @@ class TrainConfig:
     base_precision: str = knob("bf16", "precision of the frozen base weights under an adapter (never updated)",
                                choices=BASE_PRECISIONS, needs={"bf16": "bf16"}, before="bf16")
     temperature: float = knob(1.0, "sampling temperature of the rollouts", workload=True)
+    num_iterations: int = knob(1, "policy updates per batch of completions (TRL's num_iterations, GRPO's mu): above "
+                               "1, each rollout is reused with the clipped importance ratio", before=1,
+                               workload=True)
     seed: int = knob(0, "seed for data, sampling and the tiny preset", workload=True)
     update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16, updates rounded to "
                                  "nearest; bf16-sr: weights in bf16, updates stochastically rounded)",
@@ -117,6 +121,9 @@ class TrainConfig:
                                           flag="--memory-budget")
     adaptive_batch: bool = knob(False, "choose the largest batch whose estimated peak memory fits the budget")
     eval_n: int = knob(600, "held-out problems evaluated before and after")
+    eval_split: str = knob("test", "held-out half evaluated before and after: test (the reported numbers), dev (where "
+                           "choices are made), heldout (both: what rows before the split evaluated)",
+                           choices=EVAL_SPLITS, before="heldout")
     eval_precision: str = knob("fp32", "precision of the evaluating model", choices=ROLLOUT_PRECISIONS)
     data: str | None = knob(None, "GSM8K-format jsonl file to train on instead of synthetic problems", workload=True)
     difficulties: tuple[str, ...] = knob(DIFFICULTIES, "difficulty levels to train on", flag=None,
@@ -138,6 +145,7 @@ class TrainConfig:
                 need(isinstance(v, bool), f"{f.name} must be true or false, got {v!r}")
         need(self.steps >= 1, f"steps must be at least 1, got {self.steps}: use --steps 1 or more")
         need(self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}")
+        need(self.num_iterations >= 1, f"num_iterations must be at least 1, got {self.num_iterations}")
         need(self.processes >= 1, f"processes must be at least 1, got {self.processes}: use --processes 1 or more")
         need(self.num_generations >= 2,
              f"num_generations must be at least 2 (GRPO compares completions within a group), got "

@@ -9,7 +9,7 @@ and the knobs held fixed (said once, in a title line). Two rows that differ in a
 >>> labels
 ['shared prefix on', 'shared prefix off']
 >>> fixed.split(", ")[:3]
-['model 1', 'threads 1', 'prompts per step 1']
+['model 1', 'threads 1', 'processes 1']
 """
 
 from __future__ import annotations

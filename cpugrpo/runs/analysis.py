@@ -19,7 +19,17 @@ def samples_per_s(row: dict) -> float | None:
 
 
 def peak_rss_mb(row: dict) -> float | None:
-    """The kernel's high-water mark of the trial process (measured outside it), else the child's own figure."""
+    """The kernel's high-water mark of the trial process (measured outside it), else the child's own figure.
+
+    A data-parallel trial (``world_size`` > 1) is several processes: the outside figure (``wait4``) is the largest
+    single one, so the ranks' own kernel peaks summed are used instead (a bound from above on their joint peak, as
+    the ranks' peaks need not coincide; the launcher's own few tens of MiB are not in it).
+
+    >>> peak_rss_mb({"outside": {"os_peak_rss_mb": 900}, "world_size": 2, "summary": {"peak_rss_mb_os": 1700}})
+    1700
+    """
+    if row.get("world_size", 1) > 1 and row.get("summary", {}).get("peak_rss_mb_os"):
+        return row["summary"]["peak_rss_mb_os"]
     out = row.get("outside", {}).get("os_peak_rss_mb")
     return out if out else row.get("summary", {}).get("peak_rss_mb_os")
 

@@ -19,7 +19,7 @@ def gate_config(opts, pair: tuple, threads: int | None) -> TrainConfig:
     if len(pair) > 3:
         extra["adapter"] = pair[3]
     return TrainConfig(model="tiny", threads=threads, update_precision=pair[0], rollout_precision=pair[1],
-                       eval_n=opts.eval_n, max_completion_length=opts.max_completion_length,
+                       eval_n=opts.eval_n, eval_split="dev", max_completion_length=opts.max_completion_length,
                        learning_rate=opts.gate_learning_rate, batch_size=opts.gate_batch_size,
                        num_generations=opts.num_generations, steps=opts.quality_steps, **extra)
 

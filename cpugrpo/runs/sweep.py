@@ -203,6 +203,10 @@ def expand_grid(base: dict, axes: dict[str, list], max_threads: int | None = Non
         if max_threads is not None and cfg.threads is not None and cfg.threads > max_threads:
             skipped.append((point, f"threads {cfg.threads} exceeds the {max_threads} usable CPUs"))
             continue
+        if max_threads is not None and cfg.threads is not None and cfg.processes * cfg.threads > max_threads:
+            skipped.append((point, f"processes {cfg.processes} x threads {cfg.threads} exceeds the {max_threads} "
+                                   f"usable CPUs"))
+            continue
         key = json.dumps(cfg.to_dict(), sort_keys=True)
         if key in seen:
             skipped.append((point, "duplicate of an earlier point"))

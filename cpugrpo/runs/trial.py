@@ -229,7 +229,7 @@ def _child(spec: TrialSpec) -> dict:
     if spec.evaluate_before:  # the start, on the items evaluated after training (greedy: the same for every pair)
         from ..train import evaluate
 
-        acc0 = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed,
+        acc0 = evaluate.evaluate(loaded.model, loaded.tokenizer, problems=evaluate.held_out(cfg),
                                  precision=cfg.eval_precision, progress=False, random_weights=loaded.random_weights,
                                  max_new_tokens=cfg.max_completion_length)
         before = {**acc0.to_dict(), "per_item": "".join("1" if f else "0" for f in acc0.per_item)}
@@ -253,14 +253,14 @@ def _child(spec: TrialSpec) -> dict:
     if spec.evaluate:
         from ..train import evaluate
 
-        acc = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed,
+        acc = evaluate.evaluate(loaded.model, loaded.tokenizer, problems=evaluate.held_out(cfg),
                                 precision=cfg.eval_precision, progress=False, random_weights=loaded.random_weights,
                                 max_new_tokens=cfg.max_completion_length)
         out["accuracy"] = {**acc.to_dict(), "per_item": "".join("1" if f else "0" for f in acc.per_item)}
         out["accuracy_by_precision"] = {cfg.eval_precision: out["accuracy"]}
         for prec in spec.eval_precisions:
             if prec not in out["accuracy_by_precision"]:
-                a = evaluate.evaluate(loaded.model, loaded.tokenizer, n=cfg.eval_n, seed=cfg.seed, precision=prec,
+                a = evaluate.evaluate(loaded.model, loaded.tokenizer, problems=evaluate.held_out(cfg), precision=prec,
                                       progress=False, random_weights=loaded.random_weights,
                                       max_new_tokens=cfg.max_completion_length)
                 out["accuracy_by_precision"][prec] = a.to_dict()

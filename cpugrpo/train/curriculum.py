@@ -65,23 +65,36 @@ class EWC:
         return sum(t.numel() * t.element_size() for t in list(self.fisher.values()) + list(self.anchor.values()))
 
 
-def fisher_diagonal(model, tokenizer, problems, max_examples: int = 64) -> dict:
-    """Diagonal empirical Fisher: the mean over examples of squared per-example gradients of log p(solution | q).
+FISHER_MODES = ("gold", "sample")
 
+
+def fisher_diagonal(model, tokenizer, problems, max_examples: int = 64, mode: str = "gold",
+                    max_new_tokens: int = 48, seed: int = 0) -> dict:
+    """Diagonal Fisher: the mean over examples of squared per-example gradients of log p(y | q).
+
+    ``mode="gold"``: y is the reference solution (the *empirical* Fisher, cheap, needs solutions). ``mode="sample"``:
+    y is drawn from the model itself (temperature 1, seeded), which is the Fisher's definition as an expectation
+    under the model (Kirkpatrick et al. use this one); it needs no solutions and costs one generation per example.
     Parameters that get no gradient have Fisher exactly zero. Non-negative by construction.
     """
     import torch
 
     from .models import prompt_text
 
+    if mode not in FISHER_MODES:
+        raise CurriculumError(f"unknown Fisher mode {mode!r}: use one of {', '.join(FISHER_MODES)}")
     was_training = model.training
     model.eval()  # no dropout noise in the estimate
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
     examples = problems[:max_examples]
+    gen = torch.Generator().manual_seed(seed)
     for p in examples:
         prompt = tokenizer(prompt_text(tokenizer, p.question), add_special_tokens=False)["input_ids"]
-        target = tokenizer(p.solution + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        if mode == "gold":
+            target = tokenizer(p.solution + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        else:
+            target = _sample(model, prompt, max_new_tokens, gen, tokenizer.eos_token_id)
         ids = torch.tensor([prompt + target])
         labels = torch.tensor([[-100] * len(prompt) + target])
         model.zero_grad(set_to_none=True)
@@ -96,6 +109,26 @@ def fisher_diagonal(model, tokenizer, problems, max_examples: int = 64) -> dict:
     if was_training:
         model.train()
     return fisher
+
+
+def _sample(model, prompt: list[int], max_new_tokens: int, gen, eos_id: int) -> list[int]:
+    """One completion drawn from the model at temperature 1 (ancestral sampling with ``gen``), ending at EOS."""
+    import torch
+
+    ids = torch.tensor([prompt])
+    out: list[int] = []
+    past = None
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            o = model(input_ids=ids, past_key_values=past, use_cache=True)
+            past = o.past_key_values
+            probs = torch.softmax(o.logits[0, -1].float(), -1)
+            tok = int(torch.multinomial(probs, 1, generator=gen))
+            out.append(tok)
+            if tok == eos_id:
+                break
+            ids = torch.tensor([[tok]])
+    return out
 
 
 def consolidate(ewc: EWC | None, model, fisher: dict, lam: float, dtype_name: str = "fp32") -> EWC:
@@ -124,8 +157,13 @@ def check_stages(steps_per_stage: dict[str, int], lam: float) -> None:
 
 def run_curriculum(cfg, steps_per_stage: dict[str, int], lam: float, run_dir, fisher_examples: int = 64,
                    fisher_dtype: str = "fp32", eval_n: int | None = None, progress: bool = True,
-                   loaded=None) -> dict:
-    """Train stage by stage; evaluate every level after each stage; EWC from the second stage on (lam > 0)."""
+                   loaded=None, fisher: str = "gold", eval_splits: tuple[str, ...] | None = None) -> dict:
+    """Train stage by stage; evaluate every level after each stage; EWC from the second stage on (lam > 0).
+
+    Each evaluation covers every split in ``eval_splits`` (default: ``cfg.eval_split``), e.g. dev (where lambda is
+    chosen) and test (where the result is reported), on the same model at the same moment. A history entry holds the
+    last split's accuracies at its top level (what the table shows) and every split under ``splits``, with per-item
+    correctness so arms can be compared item by item."""
     from pathlib import Path
 
     from ..hw.runtime import release_freed_memory
@@ -137,9 +175,23 @@ def run_curriculum(cfg, steps_per_stage: dict[str, int], lam: float, run_dir, fi
     release_freed_memory(cfg.release_memory)
     loaded = loaded or models.load(cfg.model, seed=cfg.seed, progress=progress, dtype=weights_dtype(cfg))
     eval_n = eval_n or cfg.eval_n
-    eval_kw = dict(n=eval_n, seed=cfg.seed, precision=cfg.eval_precision, progress=progress,
-                   max_new_tokens=cfg.max_completion_length, random_weights=loaded.random_weights)
-    history = [{"stage": "start", **evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw).to_dict()}]
+    splits = tuple(eval_splits or (cfg.eval_split,))
+    problem_sets = {s: evaluate.held_out(cfg.replace(eval_n=eval_n, eval_split=s)) for s in splits}
+    eval_kw = dict(precision=cfg.eval_precision, progress=progress, max_new_tokens=cfg.max_completion_length,
+                   random_weights=loaded.random_weights)
+
+    def evaluate_all(stage: str) -> dict:
+        by_split = {}
+        for s, problems in problem_sets.items():
+            r = evaluate.evaluate(loaded.model, loaded.tokenizer, problems=problems, **eval_kw)
+            by_split[s] = {**r.to_dict(), "per_item": "".join("1" if f else "0" for f in r.per_item),
+                           "levels": "".join(p.difficulty[0] for p in problems)}
+        last = by_split[splits[-1]]
+        return {"stage": stage, "split": splits[-1], "overall": last["overall"],
+                "by_difficulty": last["by_difficulty"], "splits": by_split,
+                **({"note": last["note"]} if "note" in last else {})}
+
+    history = [evaluate_all("start")]
     ewc: EWC | None = None
     log = []
     for stage in (s for s in STAGES if steps_per_stage.get(s, 0) > 0):
@@ -149,15 +201,16 @@ def run_curriculum(cfg, steps_per_stage: dict[str, int], lam: float, run_dir, fi
         steps = run_grpo(scfg, loaded.model, loaded.tokenizer, Path(run_dir) / f"trl-{stage}", progress,
                          extra_loss=extra, dataset=build_dataset(scfg, loaded.tokenizer))
         train_s = time.perf_counter() - t0
-        res = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw)
-        history.append({"stage": stage, **res.to_dict()})
+        history.append(evaluate_all(stage))
         t1 = time.perf_counter()
         if lam > 0:
             problems = data.generate(fisher_examples, stage, "train", cfg.seed + 2000)
-            fisher = fisher_diagonal(loaded.model, loaded.tokenizer, problems, fisher_examples)
-            ewc = consolidate(ewc, loaded.model, fisher, lam, fisher_dtype)
+            fisher_d = fisher_diagonal(loaded.model, loaded.tokenizer, problems, fisher_examples, fisher,
+                                       cfg.max_completion_length, cfg.seed)
+            ewc = consolidate(ewc, loaded.model, fisher_d, lam, fisher_dtype)
         log.append({"stage": stage, "steps": len(steps), "train_s": train_s, "fisher_s": time.perf_counter() - t1,
                     "ewc_bytes": ewc.nbytes if ewc else 0,
                     "penalty": [s.metrics.get("extra_loss", 0.0) for s in steps],
                     "grpo_loss": [s.metrics.get("loss") for s in steps]})
-    return {"lambda": lam, "history": history, "stages": log, "fisher_dtype": fisher_dtype}
+    return {"lambda": lam, "fisher": fisher, "history": history, "stages": log, "fisher_dtype": fisher_dtype,
+            "eval_splits": list(splits)}

@@ -14,8 +14,11 @@ Numbers are deliberately small (every intermediate value stays within 0..30, eac
 most 10). The tiny preset is a 5.9M-parameter model warm-started for a
 few minutes on two cores; GSM8K-sized numbers would leave it at 0% and give GRPO nothing to work with.
 
-Train/held-out disjointness: a question is assigned to a split by a hash of its text, so no question text can
-occur in both splits, whatever seeds are used.
+Splits: a question is assigned to a split by a hash of its text, so no question text can occur in two splits,
+whatever seeds are used. 80% is ``train``; the held-out 20% is cut in two halves by the same hash: ``dev`` (every
+choice of hyperparameters, recipe or precision gate looks only at it) and ``test`` (the numbers reported; nothing
+is ever chosen on it). ``heldout`` names dev and test together: it is what every evaluation drew from before the
+held-out items were split, so rows measured then keep meaning what they meant.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..core.config import DIFFICULTIES  # noqa: F401  (one definition, re-exported for data.DIFFICULTIES)
+from ..core.config import DIFFICULTIES, EVAL_SPLITS  # noqa: F401  (one definition each, re-exported here)
 from ..core.errors import CpugrpoError
 
-SPLITS = ("train", "test")
-HELDOUT_FRACTION = 0.2
+SPLITS = ("train", "dev", "test", "heldout")
+HELDOUT_FRACTION = 0.2  # dev is the first half of the held-out hash range, test the second
 
 _NAMES = ["Tom", "Anna", "Ben", "Mia", "Sam", "Lily", "Max", "Zoe", "Leo", "Ava", "Noah", "Emma", "Omar", "Nina",
           "Ravi", "Sara", "Ivan", "Lena", "Kofi", "Yuki"]
@@ -137,9 +140,25 @@ _MAKERS = {"basic": _basic, "intermediate": _intermediate, "advanced": _advanced
 
 
 def split_of(question: str) -> str:
-    """The split a question belongs to, decided by a hash of its text alone (so splits are always disjoint)."""
-    h = int.from_bytes(hashlib.blake2b(question.encode(), digest_size=8).digest(), "big")
-    return "test" if (h % 1000) < HELDOUT_FRACTION * 1000 else "train"
+    """The split a question belongs to (train, dev or test), decided by a hash of its text alone (so splits are
+    always disjoint)."""
+    h = int.from_bytes(hashlib.blake2b(question.encode(), digest_size=8).digest(), "big") % 1000
+    cut = HELDOUT_FRACTION * 1000
+    return "train" if h >= cut else "dev" if h < cut / 2 else "test"
+
+
+def in_split(question: str, split: str) -> bool:
+    """Whether ``question`` belongs to ``split`` (``heldout``: dev or test)."""
+    s = split_of(question)
+    return s == split or (split == "heldout" and s != "train")
+
+
+def split_problems(problems: list[Problem], split: str) -> list[Problem]:
+    """The problems of a user's file that fall in ``split`` (``train``, ``dev``, ``test`` or ``heldout``), by the same
+    hash rule as the synthetic problems: deterministic, and the same question always lands in the same split."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    return [p for p in problems if in_split(p.question, split)]
 
 
 def generate(n: int, difficulty: str, split: str = "train", seed: int = 0) -> list[Problem]:
@@ -158,7 +177,7 @@ def generate(n: int, difficulty: str, split: str = "train", seed: int = 0) -> li
             raise DataError(f"cannot draw {n} distinct {difficulty} problems for split {split!r}: ask for fewer "
                             f"(--n / --eval-n)")
         p = _MAKERS[difficulty](rng)
-        if p.question in seen or split_of(p.question) != split:
+        if p.question in seen or not in_split(p.question, split):
             continue
         seen.add(p.question)
         out.append(p)

@@ -1,12 +1,14 @@
 """Exact-match accuracy on held-out problems, per difficulty and overall, with 95% Wilson intervals.
 
-Greedy decoding, a fixed problem set (``data.mixed(n, "test", seed)``), and a selectable precision for the model
+Greedy decoding, a fixed problem set (``data.mixed(n, split, seed)``: dev, test, or both, see data.py; or a user's
+GSM8K file), and a selectable precision for the model
 that answers (fp32, bf16 weights, or int8 dynamic quantization: the same snapshots the rollout uses). Comparing two
 evaluations of the same problems uses a paired interval (Newcombe's method 10), since both see identical questions.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ..core.options import at_least, normalize, one_of
@@ -23,14 +25,21 @@ class EvalOptions:
     seed: int = 0                # --seed of the held-out problem set (and of the tiny preset)
     threads: int | None = None   # --threads; None: every usable CPU
     max_new_tokens: int = 48     # --max-new-tokens per answer
+    split: str | None = None     # --split: dev | test | heldout (None: test; with --data, the whole file)
+    data: str | None = None      # --data: a GSM8K-format jsonl file to evaluate on instead of synthetic problems
 
     def __post_init__(self):
         from ..hw.runtime import resolve_threads
+        from .data import EVAL_SPLITS, load_gsm8k_jsonl
         from .models import resolve
         from .rollout import PRECISIONS
 
         normalize(self, "model", run_model_dir(self.model))
         one_of("--precision", self.precision, PRECISIONS, "precision")
+        if self.split is not None:
+            one_of("--split", self.split, EVAL_SPLITS, "split")
+        if self.data is not None:
+            load_gsm8k_jsonl(self.data)  # a bad file is refused here, before any model is loaded
         at_least("--n", self.n, 3)
         at_least("--max-new-tokens", self.max_new_tokens, 1)
         resolve_threads(self.threads)
@@ -51,13 +60,24 @@ def run_eval(opts: EvalOptions, progress: bool = True) -> dict:
     """Load ``opts.model`` and evaluate it; the caller has put the thread count into the environment
     (``runtime.prepare_process``) before torch was imported."""
     from ..hw.runtime import apply_threads, resolve_threads
-    from . import models
+    from . import data, models
 
     apply_threads(resolve_threads(opts.threads))
+    problems, source = None, {"split": opts.split or "test", "seed": opts.seed}
+    if opts.data:
+        problems = data.load_gsm8k_jsonl(opts.data)
+        if opts.split:
+            problems = data.split_problems(problems, opts.split)
+            if not problems:
+                raise data.DataError(f"{opts.data} has no problems in the {opts.split} split: drop --split to "
+                                     f"evaluate the whole file")
+        problems = problems[:opts.n]
+        source = {"data": os.path.basename(opts.data), "split": opts.split or "all", "problems": len(problems)}
     loaded = models.load(opts.model, seed=opts.seed, progress=progress)
     r = evaluate(loaded.model, loaded.tokenizer, n=opts.n, seed=opts.seed, precision=opts.precision,
-                 progress=progress, random_weights=loaded.random_weights, max_new_tokens=opts.max_new_tokens)
-    return {"model": loaded.source, **r.to_dict()}
+                 progress=progress, random_weights=loaded.random_weights, max_new_tokens=opts.max_new_tokens,
+                 problems=problems, split=opts.split or "test")
+    return {"model": loaded.source, "evaluated_on": source, **r.to_dict()}
 
 
 @dataclass
@@ -94,6 +114,21 @@ class EvalResult:
         return out
 
 
+def held_out(cfg) -> list:
+    """The problems a training run is evaluated on: ``cfg.eval_n`` problems of ``cfg.eval_split`` (balanced over
+    difficulties), or, with ``cfg.data``, the part of the user's file that the hash rule puts in that split (the
+    training run never sees it; at most ``eval_n`` of them)."""
+    from . import data
+
+    if cfg.data:
+        problems = data.split_problems(data.load_gsm8k_jsonl(cfg.data), cfg.eval_split)
+        if not problems:
+            raise data.DataError(f"data file {cfg.data} has no problems in the {cfg.eval_split} split (the hash rule "
+                                 f"holds out about 10% per split): give a larger file")
+        return problems[:cfg.eval_n]
+    return data.mixed(cfg.eval_n, cfg.eval_split, cfg.seed)
+
+
 def _accuracy(flags: list[bool]) -> Accuracy:
     k, n = sum(flags), len(flags)
     return Accuracy(k, n, *wilson(k, n))
@@ -101,8 +136,9 @@ def _accuracy(flags: list[bool]) -> Accuracy:
 
 def evaluate(model, tokenizer, n: int = 600, seed: int = 0, precision: str = "fp32", batch_size: int = 64,
              max_new_tokens: int = 64, problems=None, progress: bool = True, random_weights: bool = False,
-             keep_samples: int = 0) -> EvalResult:
-    """Greedy exact-match accuracy on ``n`` held-out problems (balanced over difficulties)."""
+             keep_samples: int = 0, split: str = "test") -> EvalResult:
+    """Greedy exact-match accuracy on ``problems``, or on ``n`` problems of the held-out ``split`` (balanced over
+    difficulties)."""
     import time
 
     import torch
@@ -112,7 +148,7 @@ def evaluate(model, tokenizer, n: int = 600, seed: int = 0, precision: str = "fp
     from .models import prompt_text
     from .rewards import correctness_reward
 
-    problems = problems if problems is not None else data.mixed(n, "test", seed)
+    problems = problems if problems is not None else data.mixed(n, split, seed)
     answerer = rollout.RolloutModel(model, precision)
     answerer.refresh()
     t0 = time.perf_counter()

@@ -41,7 +41,8 @@ def build_dataset(cfg: TrainConfig, tokenizer, n: int | None = None):
 
     n = n or max(512, cfg.steps * cfg.prompts_per_step)
     if cfg.data:
-        problems = [p for p in data.load_gsm8k_jsonl(cfg.data) if p.difficulty in cfg.difficulties]
+        problems = [p for p in data.split_problems(data.load_gsm8k_jsonl(cfg.data), "train")
+                    if p.difficulty in cfg.difficulties]
         if not problems:
             raise data.DataError(f"data file {cfg.data} has no problems of difficulty {', '.join(cfg.difficulties)}: "
                              f"choose other difficulties")
@@ -75,6 +76,7 @@ def grpo_args(cfg: TrainConfig, output_dir: str):
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
+        num_iterations=cfg.num_iterations,
         learning_rate=cfg.learning_rate,
         optim=cfg.optimizer,
         lr_scheduler_type="constant",
@@ -397,7 +399,7 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
     t0 = time.perf_counter()
     loaded = models.load(cfg.model, seed=cfg.seed, progress=progress, dtype=weights_dtype(cfg))
     load_s = time.perf_counter() - t0
-    eval_kw = dict(n=cfg.eval_n, seed=cfg.seed, precision=cfg.eval_precision, progress=progress,
+    eval_kw = dict(problems=evaluate.held_out(cfg), precision=cfg.eval_precision, progress=progress,
                    random_weights=loaded.random_weights, max_new_tokens=cfg.max_completion_length)
     # A random-weight preset's accuracy means nothing, and evaluating it is minutes of decoding at 0.5B (plus an
     # fp32 copy of bf16 weights): skipped, and the metrics say so.
@@ -411,9 +413,18 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
 
     effective = effective_settings()
     requested = requested_settings(threads)
+    by_level, per_item = {}, {}
     if evaluating:
         diff, lo, hi = paired_difference(before.per_item, after.per_item)
         change = {"difference": diff, "ci95": [lo, hi], "method": "paired, Newcombe method 10"}
+        levels = [p.difficulty for p in eval_kw["problems"]]
+        for level in dict.fromkeys(levels):
+            b = [f for f, lv in zip(before.per_item, levels) if lv == level]
+            a = [f for f, lv in zip(after.per_item, levels) if lv == level]
+            d, lo, hi = paired_difference(b, a)
+            by_level[level] = {"difference": d, "ci95": [lo, hi], "n": len(b)}
+        per_item = {"per_item_before": "".join("1" if f else "0" for f in before.per_item),
+                    "per_item_after": "".join("1" if f else "0" for f in after.per_item)}
     else:
         change = None
 
@@ -436,6 +447,8 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
         "accuracy_before": before.to_dict() if before else None,
         "accuracy_after": after.to_dict() if after else None,
         "accuracy_change": change,
+        "accuracy_change_by_difficulty": by_level,
+        **per_item,
         "timing": {"load_s": load_s, "train_s": train_s},
         "summary": summarize(steps),
         "steps": [s.to_dict() for s in steps],

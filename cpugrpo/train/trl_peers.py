@@ -33,7 +33,7 @@ def grpo_args(cfg, peer: str, output_dir):
     return GRPOConfig(output_dir=str(output_dir), use_cpu=True, per_device_train_batch_size=cfg.batch_size,
                       num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
                       max_steps=cfg.steps, seed=cfg.seed, reward_weights=[1.0, cfg.format_reward_weight],
-                      temperature=cfg.temperature,
+                      temperature=cfg.temperature, num_iterations=cfg.num_iterations,
                       logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, **PEERS[peer])
 
 

@@ -1,0 +1,69 @@
+"""The curriculum study as evidence: forgetting of the first stage's level, and what EWC recovers of it.
+
+``summarize`` reads the arms of one `cpugrpo curriculum` run (same start, same problems, one arm per lambda and Fisher
+mode) and, per evaluation split, gives:
+
+- each arm's **forgetting**: accuracy on the first stage's level right after that stage minus at the end of the
+  curriculum, with the paired (Newcombe) interval over the same items;
+- each EWC arm against the lambda = 0 arm: the paired difference of their final accuracies on that level
+  (EWC - no EWC) with its interval, and the fraction of the lambda = 0 forgetting it recovers.
+
+``record`` appends one row per arm to ``results/<machine-id>/curriculum.jsonl`` (the study id ties the arms together).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..core.stats import paired_difference
+from ..core.store import TrialStore
+from .training import results_root
+
+
+def _items(entry: dict, split: str, level: str) -> list[bool]:
+    s = entry["splits"][split]
+    return [c == "1" for c, lv in zip(s["per_item"], s["levels"]) if lv == level[0]]
+
+
+def summarize(studies: list[dict]) -> dict:
+    """Forgetting per arm and EWC - no-EWC per EWC arm, per split. Needs an arm with lambda = 0 for the second."""
+    if not studies or len(studies[0]["history"]) < 3:
+        return {}
+    first = studies[0]["history"][1]["stage"]
+    out: dict = {"first_stage": first, "splits": {}}
+    base = next((st for st in studies if st["lambda"] == 0), None)
+    for split in studies[0]["eval_splits"]:
+        arms = []
+        for st in studies:
+            after_first = _items(st["history"][1], split, first)
+            final = _items(st["history"][-1], split, first)
+            d, lo, hi = paired_difference(after_first, final)
+            arm = {"lambda": st["lambda"], "fisher": st.get("fisher", "gold"),
+                   "after_first": sum(after_first) / len(after_first), "final": sum(final) / len(final),
+                   "forgetting": -d, "forgetting_ci95": [-hi, -lo], "n": len(final)}
+            if base is not None and st is not base:
+                base_final = _items(base["history"][-1], split, first)
+                d, lo, hi = paired_difference(base_final, final)
+                forgot = sum(_items(base["history"][1], split, first)) / len(final) - sum(base_final) / len(final)
+                arm.update({"vs_no_ewc": d, "vs_no_ewc_ci95": [lo, hi],
+                            "recovered_fraction": d / forgot if forgot > 0 else None})
+            arms.append(arm)
+        out["splits"][split] = arms
+    return out
+
+
+def record(out: dict, machine_id: str, environment: dict, results_dir: str | None = None) -> Path:
+    """One row per arm of the study ``out`` (what cmd_curriculum returns) in ``results/<id>/curriculum.jsonl``."""
+    store = TrialStore(Path(results_root(results_dir)) / machine_id / "curriculum.jsonl")
+    study_id = f"curriculum-{int(time.time())}"
+    for st in out["studies"]:
+        store.append({"run_id": f"{study_id}-lambda{st['lambda']:g}-{st.get('fisher', 'gold')}",
+                      "study_id": study_id, "kind": "curriculum", "machine_id": machine_id,
+                      "stage_steps": out["stage_steps"], "config": out["config"], "lambda": st["lambda"],
+                      "fisher": st.get("fisher", "gold"), "fisher_dtype": st["fisher_dtype"],
+                      "eval_splits": st["eval_splits"], "history": st["history"],
+                      "stages": [{k: v for k, v in s.items() if k not in ("penalty", "grpo_loss")}
+                                 | {"penalty_last": (s["penalty"] or [None])[-1]} for s in st["stages"]],
+                      "summary": out.get("summary", {}), "environment": environment, "finished_at": time.time()})
+    return store.path
