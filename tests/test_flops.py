@@ -153,3 +153,22 @@ def test_frozen_count_matches_flop_counter_under_lora(shared):
     frozen = executed_flops(Dims.of(model.config), work, frozen=True)["total"]
     assert abs(frozen - counted) / counted < 0.02, (frozen, counted)
     assert executed_flops(Dims.of(model.config), work)["total"] > 1.2 * counted  # the trainable count is not it
+
+
+def test_decode_weight_bytes_counts_a_lora_base_weight_once():
+    """peft's LoRA wrapper exposes its base layer's weight: the bytes a decode step reads are the base's (64x32 fp32
+    and 16x64 bf16 = 8192 + 2048) plus the adapters' own, in fp32 (rank 4: 4x32 + 64x4, 4x64 + 16x4 = 1536 + 1280)."""
+    from peft import LoraConfig, get_peft_model
+
+    from cpugrpo.train.flops import decode_weight_bytes
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.Linear(32, 64, bias=False)
+            self.down = torch.nn.Linear(64, 16, bias=False).to(torch.bfloat16)
+
+    base = Two()
+    assert decode_weight_bytes(base) == 64 * 32 * 4 + 16 * 64 * 2
+    wrapped = get_peft_model(Two(), LoraConfig(r=4, target_modules=["up", "down"]))
+    assert decode_weight_bytes(wrapped) == 64 * 32 * 4 + 16 * 64 * 2 + (4 * 32 + 64 * 4) * 4 + (4 * 64 + 16 * 4) * 4

@@ -131,7 +131,7 @@ def decode_weight_bytes(model) -> int:
     no embedding table (a decode step reads one row per sequence). Measured from the module that generates."""
     import torch
 
-    total = 0
+    total, seen = 0, set()
     for m in model.modules():
         if isinstance(m, torch.nn.Embedding):
             continue
@@ -139,5 +139,8 @@ def decode_weight_bytes(model) -> int:
         if callable(w):  # torch.ao dynamic quantized Linear: weight() unpacks the int8 tensor
             w = w()
         if isinstance(w, torch.Tensor) and w.dim() == 2:  # norms' 1-d weights are not matmul weights
+            if w.data_ptr() in seen:  # peft's LoRA wrapper exposes its base layer's weight: one tensor, read once
+                continue
+            seen.add(w.data_ptr())
             total += w.numel() * w.element_size()  # a tied LM head is a Linear over the embedding's tensor: counted
     return total
