@@ -92,10 +92,10 @@ def test_eval_on_a_users_gsm8k_file(tiny_dir):
     assert out["overall"]["n"] == 24 and out["evaluated_on"]["data"] == FIXTURE.name
     assert set(out["by_difficulty"]) == {"basic", "intermediate", "advanced"}
     assert all(v["n"] == 8 for v in out["by_difficulty"].values())
-    p = _cli("eval", "--model", str(tiny_dir), "--data", str(FIXTURE), "--split", "train", "--json",
+    p = _cli("eval", "--model", str(tiny_dir), "--data", str(FIXTURE), "--split", "heldout", "--json",
              "--max-new-tokens", "8")
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["overall"]["n"] == len(data.split_problems(data.load_gsm8k_jsonl(FIXTURE), "train"))
+    assert json.loads(p.stdout)["overall"]["n"] == len(data.split_problems(data.load_gsm8k_jsonl(FIXTURE), "heldout"))
 
 
 @pytest.mark.slow
@@ -119,3 +119,19 @@ def test_num_iterations_reaches_trl_and_is_checked(tmp_path):
     assert grpo_args(TrainConfig(num_iterations=2), str(tmp_path)).num_iterations == 2
     with pytest.raises(ConfigError, match="num_iterations must be at least 1"):
         TrainConfig(num_iterations=0)
+
+
+def test_a_failed_or_unevaluated_seed_fails_the_command(tmp_path, monkeypatch):
+    """--seeds: a seed whose child fails, or prints no held-out gain (a random-weight preset), is a failure with its
+    reason, the command's exit code is 1, and the summary (seeds.json) is written with the seeds that ran."""
+    outputs = {"0": (1, "", "cpugrpo train: error: boom\n"), "1": (0, json.dumps({"accuracy_change": None}) + "\n", "")}
+
+    def fake_run(cmd, **kw):
+        code, out, err = outputs[cmd[cmd.index("--seed") + 1]]
+        return subprocess.CompletedProcess(cmd, code, out, err)
+
+    monkeypatch.setattr(training.subprocess, "run", fake_run)
+    out = training.run_seeds(["--steps", "1"], [0, 1], str(tmp_path / "r"), json_out=True)
+    assert out["exit_code"] == 1 and not out["runs"]
+    assert [f["seed"] for f in out["failures"]] == [0, 1] and "boom" in out["failures"][0]["reason"]
+    assert json.loads((tmp_path / "r" / "seeds.json").read_text())["failures"] == out["failures"]

@@ -158,6 +158,7 @@ def cmd_curriculum(args) -> dict:
     from ..hw.runtime import apply_threads
     from ..train import models
     from ..train.curriculum import run_curriculum
+    from ..train.trainer import weights_dtype
 
     apply_threads(threads)
     run_dir = args.run_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-curriculum")
@@ -168,16 +169,18 @@ def cmd_curriculum(args) -> dict:
         if not args.json:
             print(f"arm {i + 1}/{len(arms)}: lambda {lam:g}" + (f", {fisher} Fisher" if lam > 0 else ""),
                   file=sys.stderr, flush=True)
-        loaded = models.load(cfg.model, seed=cfg.seed, progress=not args.json)
+        loaded = models.load(cfg.model, seed=cfg.seed, progress=not args.json, dtype=weights_dtype(cfg))
         studies.append(run_curriculum(cfg, stages, lam, os.path.join(run_dir, f"lambda-{lam:g}-{fisher}"),
                                       fisher_dtype=args.fisher_precision, progress=not args.json, loaded=loaded,
                                       fisher=fisher, eval_splits=tuple(splits) if splits else None))
     from ..runs import study
 
     out = {"stage_steps": stages, "studies": studies, "seconds": time.perf_counter() - t0, "run_dir": run_dir,
-           "config": cfg.to_dict(), "summary": study.summarize(studies)}
+           "config": cfg.to_dict()}
     from ..core.store import atomic_write_json
 
+    atomic_write_json(os.path.join(run_dir, "curriculum.json"), out)  # the arms are kept whatever follows
+    out["summary"] = study.summarize(studies)
     atomic_write_json(os.path.join(run_dir, "curriculum.json"), out)
     if "note" not in studies[0]["history"][0]:  # a random-weight preset's accuracies are not evidence
         from ..hw.hardware import detect

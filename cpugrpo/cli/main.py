@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, default=str))
     else:
         args.show(result)
-    return 0
+    return result.get("exit_code", 0) if isinstance(result, dict) else 0  # e.g. --seeds with a failed seed: 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.stats import paired_difference
 from ..core.store import TrialStore
-from .training import results_root
+from .training import portable_config, results_root
 
 
 def _items(entry: dict, split: str, level: str) -> list[bool]:
@@ -38,11 +38,14 @@ def summarize(studies: list[dict]) -> dict:
         for st in studies:
             after_first = _items(st["history"][1], split, first)
             final = _items(st["history"][-1], split, first)
+            if not final:  # e.g. a user's file with no problem of that level in this split
+                arms.append({"lambda": st["lambda"], "fisher": st.get("fisher", "gold"), "n": 0})
+                continue
             d, lo, hi = paired_difference(after_first, final)
             arm = {"lambda": st["lambda"], "fisher": st.get("fisher", "gold"),
                    "after_first": sum(after_first) / len(after_first), "final": sum(final) / len(final),
                    "forgetting": -d, "forgetting_ci95": [-hi, -lo], "n": len(final)}
-            if base is not None and st is not base:
+            if base is not None and st is not base and _items(base["history"][-1], split, first):
                 base_final = _items(base["history"][-1], split, first)
                 d, lo, hi = paired_difference(base_final, final)
                 forgot = sum(_items(base["history"][1], split, first)) / len(final) - sum(base_final) / len(final)
@@ -60,7 +63,8 @@ def record(out: dict, machine_id: str, environment: dict, results_dir: str | Non
     for st in out["studies"]:
         store.append({"run_id": f"{study_id}-lambda{st['lambda']:g}-{st.get('fisher', 'gold')}",
                       "study_id": study_id, "kind": "curriculum", "machine_id": machine_id,
-                      "stage_steps": out["stage_steps"], "config": out["config"], "lambda": st["lambda"],
+                      "stage_steps": out["stage_steps"], "config": portable_config(out["config"]),
+                      "lambda": st["lambda"],
                       "fisher": st.get("fisher", "gold"), "fisher_dtype": st["fisher_dtype"],
                       "eval_splits": st["eval_splits"], "history": st["history"],
                       "stages": [{k: v for k, v in s.items() if k not in ("penalty", "grpo_loss")}

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..core.paths import portable
-from ..core.store import TrialStore
+from ..core.store import TrialStore, atomic_write_json
 
+GROUP_ENV = "CPUGRPO_SEEDS_GROUP"  # set by --seeds for its children: the rows of one invocation share it
 RESULTS_ENV = "CPUGRPO_RESULTS_DIR"  # where rows go (default: results/ of the working directory); tests set it
 
 
@@ -49,7 +50,8 @@ def training_row(metrics: dict, machine_id: str, wall_s: float) -> dict:
         "machine_id": machine_id,
         "model": metrics["model"],
         **({"model_cache_key": metrics["model_cache_key"]} if metrics.get("model_cache_key") else {}),
-        "config": {k: (portable(v) if k == "data" and v else v) for k, v in cfg.items()},
+        **({"group_id": os.environ[GROUP_ENV]} if os.environ.get(GROUP_ENV) else {}),
+        "config": portable_config(cfg),
         "seed": cfg["seed"],
         "split": cfg.get("eval_split", "test"),
         "eval_n": metrics["accuracy_after"]["overall"]["n"],
@@ -65,6 +67,11 @@ def training_row(metrics: dict, machine_id: str, wall_s: float) -> dict:
         "environment": metrics["environment"],
         "finished_at": time.time(),
     }
+
+
+def portable_config(cfg: dict) -> dict:
+    """A config for a committed row: a model or data path written without the home or temp directory."""
+    return {k: (portable(v) if k in ("model", "data") and isinstance(v, str) else v) for k, v in cfg.items()}
 
 
 def _strip(acc: dict) -> dict:
@@ -91,12 +98,13 @@ def run_seeds(argv: list[str], seeds: list[int], run_dir: str, json_out: bool) -
     from ..hw.runtime import PARENT_PID_VAR
 
     runs, failures = [], []
+    group = f"seeds-{int(time.time())}"  # in every row of this invocation (GROUP_ENV), so its seeds can be found
     for i, seed in enumerate(seeds):
         cmd = [sys.executable, "-m", "cpugrpo.cli.main", "train", *argv, "--seed", str(seed), "--json",
                "--run-dir", os.path.join(run_dir, f"seed-{seed}")]
         if not json_out:
             print(f"seed {seed} ({i + 1}/{len(seeds)}): cpugrpo {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
-        env = {**os.environ, PARENT_PID_VAR: str(os.getpid())}
+        env = {**os.environ, PARENT_PID_VAR: str(os.getpid()), GROUP_ENV: group}
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=None if not json_out else subprocess.PIPE,
                               text=True)
@@ -105,12 +113,23 @@ def run_seeds(argv: list[str], seeds: list[int], run_dir: str, json_out: bool) -
             tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
             failures.append({"seed": seed, "returncode": proc.returncode, "reason": tail[0], "wall_s": wall})
             continue
-        m = json.loads(proc.stdout.strip().splitlines()[-1])
+        try:
+            m = json.loads(proc.stdout.strip().splitlines()[-1])
+            change = m["accuracy_change"]
+        except (IndexError, ValueError, KeyError):
+            m, change = {}, None
+        if not change:  # a random-weight preset is not evaluated: there is no gain to summarise
+            failures.append({"seed": seed, "returncode": 0, "reason": "the run printed no held-out gain (a random-"
+                             "weight preset is not evaluated: --seeds needs tiny or a local model)", "wall_s": wall})
+            continue
         runs.append({"seed": seed, "wall_s": wall, "before": m["accuracy_before"]["overall"]["accuracy"],
-                     "after": m["accuracy_after"]["overall"]["accuracy"], "change": m["accuracy_change"],
+                     "after": m["accuracy_after"]["overall"]["accuracy"], "change": change,
                      "change_by_difficulty": m.get("accuracy_change_by_difficulty", {}),
-                     "split": m["config"].get("eval_split"), "run_dir": m["run_dir"]})
-    return {"kind": "seeds", "seeds": seeds, "runs": runs, "failures": failures, **summarize(runs)}
+                     "split": m["config"].get("eval_split"), "run_dir": portable(m["run_dir"])})
+    out = {"kind": "seeds", "seeds": seeds, "group_id": group, "runs": runs, "failures": failures,
+           **summarize(runs), "exit_code": 1 if failures else 0}
+    atomic_write_json(os.path.join(run_dir, "seeds.json"), out)
+    return out
 
 
 def summarize(runs: list[dict]) -> dict:

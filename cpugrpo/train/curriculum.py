@@ -5,10 +5,12 @@ EWC (Kirkpatrick et al., 2017) adds ``lam * sum_i F_i (theta_i - theta*_i)^2`` t
 added to TRL's GRPO loss inside ``compute_loss`` (trainer.py), so it reaches the gradient, and it is logged per step.
 
 Choices and departures:
-- Fisher from the **worked solutions** of the stage's training problems (squared per-example gradients of their
-  log-likelihood, the "empirical Fisher"), not from the model's own samples. At the accuracies a tiny model has,
-  most sampled completions are wrong, so a sample-based Fisher would protect the parameters that produce wrong
-  answers; gold solutions weight what we want to keep. It also needs no generation, so it is cheap and deterministic.
+- Two Fisher estimates (``--fisher``). ``gold`` (the default): squared per-example gradients of the log-likelihood
+  of the stage's **worked solutions** (the "empirical Fisher"). At the accuracies a tiny model has, most sampled
+  completions are wrong, so a sample-based Fisher may protect the parameters that produce wrong answers; gold
+  solutions weight what we want to keep, need no generation and are deterministic. ``sample``: the same squared
+  gradients of completions the model itself samples at temperature 1 (seeded), one per problem: a Monte-Carlo
+  estimate of the true Fisher. The study compares them.
 - Across stages the Fisher is **summed** and the anchor is the parameters after the latest stage ("online EWC",
   Schwarz et al., 2018), so memory stays at one Fisher and one anchor whatever the number of stages.
 - The paper's factor 1/2 is folded into ``lam``.
