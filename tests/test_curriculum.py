@@ -119,6 +119,15 @@ def test_study_summary_on_a_hand_worked_case():
     assert e["forgetting"] == pytest.approx(0.2) and e["vs_no_ewc"] == pytest.approx(0.2)
     assert e["recovered_fraction"] == pytest.approx(0.5)  # 0.2 of the 0.4 lost
     assert e["vs_no_ewc_ci95"][0] < 0.2 < e["vs_no_ewc_ci95"][1]
+    from cpugrpo.report.quality import curriculum_lines  # the report quotes the same numbers, with the split
+
+    row = {"study_id": "s1", "stage_steps": {"basic": 40, "advanced": 150}, "config": {"learning_rate": 3e-4},
+           "summary": s}
+    line = curriculum_lines([row])[0]
+    assert line.startswith("Study s1 (basic 40, advanced 150 steps, lr 0.0003), split test, 10 basic problems")
+    assert "no EWC: basic 80.0% after its stage -> 40.0% at the end, forgetting +40.0 [" in line
+    assert "lambda 50 (gold Fisher): basic 80.0% after its stage -> 60.0% at the end, forgetting +20.0" in line
+    assert "vs no EWC +20.0 [" in line
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.errors import CpugrpoError
 from ..core.options import plain_name
-from . import configs, large, plots, predicted, ranks
+from . import configs, large, plots, predicted, quality, ranks
 from .render import CSS, figure_png, html_table, inline, md_table, probe_peak, read_json, reason_parts
 from .results import ResultsError
 from .roofline import FIELDS, check, llc_bytes, roofline_rows
@@ -73,6 +73,7 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
     data["effective"] = _effective(rows, data["tune"])
     data["large"] = large.gather_large(rows, data["probes"], llc_bytes(profile))  # the Qwen2 shapes (large.py)
     data["ranks"] = ranks.memory_lines(rows)  # the memory of data-parallel ranks (ranks.py)
+    data["quality"] = quality.gather(results_dir, machine_id)  # training.jsonl and curriculum.jsonl (quality.py)
     data["prediction"] = predicted.gather(machine_id, profiles_dir)  # the performance model's errors (predicted.py)
     data["baselines"], problems = TrialStore(Path(results_dir) / machine_id / "baselines.jsonl").rows()
     data["problems"] = list(data["problems"]) + problems
@@ -353,6 +354,7 @@ def render_markdown(data: dict, figure_files: dict) -> str:
                 md_table(baseline_rows(data["baselines"]), BASELINE_HEADER), ""]
     out += large.section_markdown(data)
     out += ranks.section_markdown(data.get("ranks") or ranks.memory_lines([]))
+    out += quality.section_markdown(data.get("quality"))
     out += predicted.section_markdown(data.get("prediction"))
     eff = data["effective"]
     if eff:
@@ -411,6 +413,7 @@ def render_html(data: dict, pngs: dict[str, bytes]) -> str:
                      + html_table(baseline_rows(data["baselines"]), BASELINE_HEADER))
     parts.append(large.section_html(data))  # empty without trials of a large model
     parts.append(ranks.section_html(data.get("ranks") or ranks.memory_lines([])))
+    parts.append(quality.section_html(data.get("quality")))
     parts.append(predicted.section_html(data.get("prediction")))
     eff = data["effective"]
     if eff:

@@ -1,0 +1,120 @@
+"""The machine report's "Training quality": the committed evidence of what GRPO training does to accuracy here.
+
+Two stores under ``results/<machine-id>/``: ``training.jsonl`` (one row per evaluated `cpugrpo train` run,
+runs/training.py) and ``curriculum.jsonl`` (one row per arm of a curriculum study, runs/study.py). Every line quotes
+the split it was measured on; rows on ``dev`` are where choices were made and are listed as such, never as results.
+Pure: rows in, lines out.
+"""
+
+from __future__ import annotations
+
+import html
+import statistics
+from pathlib import Path
+
+from ..core.store import TrialStore
+from .render import inline
+
+TITLE = "Training quality"
+TEXT = ("Accuracy before and after GRPO training, greedy exact match on held-out problems, with the paired 95% "
+        "interval (Newcombe) of the change over the same items. `test` rows are results: no choice of a "
+        "hyperparameter looked at that split; `dev` rows are where choices were made. Rows: "
+        "`results/<id>/training.jsonl` (`cpugrpo train`, `--seeds`) and `results/<id>/curriculum.jsonl` "
+        "(`cpugrpo curriculum`).")
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _recipe(cfg: dict) -> tuple:
+    return tuple(str(cfg.get(k)) for k in ("model", "steps", "learning_rate", "batch_size", "num_iterations",
+                                          "temperature", "data"))
+
+
+def training_lines(rows: list[dict]) -> list[str]:
+    """Per recipe and split: every seed's change with its interval, then the mean over seeds.
+
+    >>> row = lambda s, d, lo: {"config": {"model": "tiny", "steps": 600, "learning_rate": 3e-05}, "seed": s,
+    ...     "split": "test", "eval_n": 600, "before": {"overall": {"accuracy": 0.4}},
+    ...     "after": {"overall": {"accuracy": 0.4 + d}}, "change": {"difference": d, "ci95": [lo, d + 0.03]}}
+    >>> line = training_lines([row(0, 0.10, 0.07), row(1, 0.12, 0.09)])[0]
+    >>> line.split(": ")[0]
+    'tiny, 600 steps, lr 3e-05, split test (600 problems)'
+    >>> line.split("; ")[1:]
+    ['seed 1 40.0% -> 52.0%, +12.0 points [+9.0, +15.0]', 'mean over 2 seeds +11.0 points (every interval above 0).']
+    """
+    if not rows:
+        return ["No training run recorded here: `cpugrpo train --seeds 0,1,2` writes one row per seed."]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((_recipe(r.get("config") or {}), r.get("split"), r.get("eval_n")), []).append(r)
+    out = []
+    for (_, split, n), rs in groups.items():
+        c = rs[0].get("config") or {}
+        head = f"{c.get('model')}, {c.get('steps')} steps, lr {c.get('learning_rate'):g}"
+        if (c.get("num_iterations") or 1) > 1:
+            head += f", {c['num_iterations']} updates per rollout"
+        parts = []
+        for r in sorted(rs, key=lambda r: (r.get("seed", 0), r.get("finished_at") or 0)):
+            ch = r["change"]
+            parts.append(f"seed {r.get('seed')} {100 * r['before']['overall']['accuracy']:.1f}% -> "
+                         f"{100 * r['after']['overall']['accuracy']:.1f}%, {_pts(ch['difference'])} points "
+                         f"[{_pts(ch['ci95'][0])}, {_pts(ch['ci95'][1])}]")
+        diffs = [r["change"]["difference"] for r in rs]
+        tail = ""
+        if len(rs) > 1:
+            above = all(r["change"]["ci95"][0] > 0 for r in rs)
+            tail = (f"; mean over {len(rs)} seeds {_pts(statistics.fmean(diffs))} points ("
+                    + ("every interval above 0" if above else "not every interval above 0") + ")")
+        role = "" if split == "test" else " (where choices are made: not a result)" if split == "dev" else ""
+        out.append(f"{head}, split {split}{role} ({n} problems): " + "; ".join(parts) + tail + ".")
+    return out
+
+
+def curriculum_lines(rows: list[dict]) -> list[str]:
+    """Per study and split: each arm's forgetting of the first stage's level, and EWC - no EWC at the end."""
+    studies: dict[str, list[dict]] = {}
+    for r in rows:
+        studies.setdefault(r.get("study_id", "?"), []).append(r)
+    out = []
+    for sid, arms in studies.items():
+        summary = arms[0].get("summary") or {}
+        first, steps = summary.get("first_stage", "?"), arms[0].get("stage_steps") or {}
+        lr = (arms[0].get("config") or {}).get("learning_rate")
+        plan = ", ".join(f"{k} {v}" for k, v in steps.items())
+        for split, res in (summary.get("splits") or {}).items():
+            bits = []
+            for a in res:
+                if not a.get("n"):
+                    continue
+                name = "no EWC" if a["lambda"] == 0 else f"lambda {a['lambda']:g} ({a['fisher']} Fisher)"
+                s = (f"{name}: {first} {100 * a['after_first']:.1f}% after its stage -> {100 * a['final']:.1f}% at "
+                     f"the end, forgetting {_pts(a['forgetting'])} [{_pts(a['forgetting_ci95'][0])}, "
+                     f"{_pts(a['forgetting_ci95'][1])}]")
+                if "vs_no_ewc" in a:
+                    s += (f", vs no EWC {_pts(a['vs_no_ewc'])} [{_pts(a['vs_no_ewc_ci95'][0])}, "
+                          f"{_pts(a['vs_no_ewc_ci95'][1])}]")
+                bits.append(s)
+            role = " (where lambda is chosen: not a result)" if split == "dev" else ""
+            out.append(f"Study {sid} ({plan} steps, lr {lr:g}), split {split}{role}, {res[0].get('n')} {first} "
+                       f"problems: " + "; ".join(bits) + ".")
+    return out
+
+
+def gather(results_dir: str | Path, machine_id: str) -> dict:
+    base = Path(results_dir) / machine_id
+    training, _ = TrialStore(base / "training.jsonl").rows()
+    curriculum, _ = TrialStore(base / "curriculum.jsonl").rows()
+    return {"training": training_lines(training), "curriculum": curriculum_lines(curriculum)}
+
+
+def section_markdown(data: dict | None) -> list[str]:
+    data = data or {"training": training_lines([]), "curriculum": []}
+    return ([f"## {TITLE}", "", TEXT, ""] + [f"- {x}" for x in data["training"] + data["curriculum"]] + [""])
+
+
+def section_html(data: dict | None) -> str:
+    data = data or {"training": training_lines([]), "curriculum": []}
+    return (f"<h2>{html.escape(TITLE)}</h2><p>{inline(TEXT)}</p><ul>"
+            + "".join(f"<li>{inline(x)}</li>" for x in data["training"] + data["curriculum"]) + "</ul>")
