@@ -48,6 +48,7 @@ def test_memory_section_quotes_rank_and_summed_rss(tmp_path):
     make_machine(tmp_path, "m", _rows())
     write_report("m", tmp_path / "profiles", tmp_path / "results", tmp_path / "none", tmp_path / "reports")
     md = (tmp_path / "reports" / "m" / "report.md").read_text()
-    assert "## Memory of data-parallel ranks" in md and "own copy of the weights, the optimizer state" in md
+    title = "Processes x threads: speed and memory of data-parallel ranks"
+    assert f"## {title}" in md and "own copy of the weights, the optimizer state" in md
     assert "- tiny, 2 processes x 1 threads" in md
-    assert "<h2>Memory of data-parallel ranks</h2>" in (tmp_path / "reports" / "m" / "index.html").read_text()
+    assert f"<h2>{title}</h2>" in (tmp_path / "reports" / "m" / "index.html").read_text()

@@ -72,7 +72,7 @@ def gather(machine_id: str, profiles_dir="profiles", results_dir="results", asv_
         data["missing"].append(str(e))
     data["effective"] = _effective(rows, data["tune"])
     data["large"] = large.gather_large(rows, data["probes"], llc_bytes(profile))  # the Qwen2 shapes (large.py)
-    data["ranks"] = ranks.memory_lines(rows)  # the memory of data-parallel ranks (ranks.py)
+    data["ranks"] = ranks.layout_lines(rows) + ranks.memory_lines(rows)  # the memory of data-parallel ranks (ranks.py)
     data["quality"] = quality.gather(results_dir, machine_id)  # training.jsonl and curriculum.jsonl (quality.py)
     data["prediction"] = predicted.gather(machine_id, profiles_dir)  # the performance model's errors (predicted.py)
     data["baselines"], problems = TrialStore(Path(results_dir) / machine_id / "baselines.jsonl").rows()

@@ -1,4 +1,5 @@
-"""The machine report's "Memory of data-parallel ranks": what running P processes costs in memory, from the rows.
+"""The machine report's "Processes x threads: speed and memory of data-parallel ranks": layouts a sweep measured side
+by side, and what running P processes costs in memory, from the rows.
 
 Each rank is a whole training process: it holds its own copy of the weights, the optimizer state and the rollout
 snapshot; only the batch, and with it the activations, is split between the ranks. So the peak RSS summed over the
@@ -11,12 +12,16 @@ trial of the same configuration, when there is one. Pure: rows in, lines out.
 from __future__ import annotations
 
 import html
+import statistics
 
 from ..core.config import BEFORE_THE_KNOB, IDENTITY_KEYS
+from ..runs.analysis import peak_rss_mb, samples_per_s
 from .render import inline
 
-TITLE = "Memory of data-parallel ranks"
-TEXT = ("Each data-parallel rank (`--processes` P > 1) is a whole training process with its own copy of the weights, "
+TITLE = "Processes x threads: speed and memory of data-parallel ranks"
+TEXT = ("Layouts of the same configuration that one sweep measured side by side come first (samples/s: the median "
+        "over trials of each trial's median step; peak RSS summed over a job's ranks). "
+        "Each data-parallel rank (`--processes` P > 1) is a whole training process with its own copy of the weights, "
         "the optimizer state and the rollout snapshot; only the batch, and with it the activations, is split "
         "between the ranks. The peak RSS summed over the ranks therefore grows by about (P - 1) x one rank's "
         "weights, optimizer state and snapshot against one process running the same batch.")
@@ -70,6 +75,60 @@ def memory_lines(rows: list[dict]) -> list[str]:
             if ranks:
                 head += f", so the ranks together hold {sum(ranks) - _rss(one):+.0f} MiB"
         out.append(head + ".")
+    return out
+
+
+def _threads(row: dict):
+    return _cfg(row).get("threads") or row.get("threads_per_process") or (row.get("effective") or {}).get("threads")
+
+
+def _span(xs: list[float], fmt: str) -> str:
+    med = statistics.median(xs)
+    return f"{med:{fmt}}" + (f" ({min(xs):{fmt}}-{max(xs):{fmt}})" if len(xs) > 1 else "")
+
+
+def layout_lines(rows: list[dict]) -> list[str]:
+    """Processes x threads side by side: for each configuration a sweep measured in more than one layout, one of
+    them with several processes, each layout's samples/s (median over its trials of each trial's median step, the
+    range over trials) and peak RSS (summed over the ranks), and the ratios of each layout to one process.
+
+    >>> def r(i, p, t, sps, rss): return {"status": "ok", "tag": "sweep", "started_at": i, "config": {"model":
+    ...     "tiny", "batch_size": 64, "processes": p, "threads": t}, "summary": {"samples_per_s": {"median": sps},
+    ...     "peak_rss_mb_os": rss}, "world_size": p, "outside": {"os_peak_rss_mb": rss / p}}
+    >>> lines = layout_lines([r(0, 1, 2, 80., 1000), r(1, 2, 1, 60., 1800), r(2, 1, 2, 90., 1100),
+    ...                       r(3, 2, 1, 70., 1900)])
+    >>> for part in lines[0].replace(", 0.76x", "; 0.76x").split("; "): print(part)
+    tiny, batch 64: 1 x 2 85.0 (80.0-90.0) samples/s, 1050 (1000-1100) MiB over 2 trials
+    2 x 1 65.0 (60.0-70.0) samples/s, 1850 (1800-1900) MiB over 2 trials
+    0.76x the samples/s and 1.76x the memory of 1 x 2.
+    """
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("tag") == "sweep" and samples_per_s(r)]
+    groups: dict[tuple, dict[tuple, list[dict]]] = {}
+    for r in ok:
+        groups.setdefault(_identity(r), {}).setdefault((_processes(r), _threads(r)), []).append(r)
+    out = []
+    for layouts in groups.values():
+        if len(layouts) < 2 or all(p == 1 for p, _ in layouts):
+            continue
+        c = _cfg(next(iter(layouts.values()))[0])
+        ref = next((k for k in sorted(layouts, key=lambda k: (k[0], k[1] or 0)) if k[0] == 1), None)
+        parts, ref_sps, ref_rss = [], None, None
+        for (p, t) in sorted(layouts, key=lambda k: (k[0], k[1] or 0)):
+            rs = layouts[(p, t)]
+            sps = [samples_per_s(r) for r in rs]
+            rss = [x for x in (peak_rss_mb(r) for r in rs) if x]
+            part = f"{p} x {t} {_span(sps, '.1f')} samples/s"
+            part += f", {_span(rss, '.0f')} MiB" if rss else ""
+            part += f" over {len(rs)} trial{'s' if len(rs) > 1 else ''}"
+            if (p, t) == ref:
+                ref_sps, ref_rss = statistics.median(sps), statistics.median(rss) if rss else None
+            elif ref_sps:
+                part += f", {statistics.median(sps) / ref_sps:.2f}x the samples/s"
+                if ref_rss and rss:
+                    part += f" and {statistics.median(rss) / ref_rss:.2f}x the memory"
+                part += f" of {ref[0]} x {ref[1]}"
+            parts.append(part)
+        out.append(f"{c.get('model')}, batch {c.get('batch_size')}: " + "; ".join(parts) + ".")
     return out
 
 
