@@ -66,7 +66,7 @@ def cmd_train(args) -> dict:
 
     if os.environ.get(PARENT_PID_VAR):
         die_with_parent()
-    from ..runs.training import record
+    from ..runs.training import PROGRESS_ENV, record
     from ..train.trainer import train_and_evaluate
 
     t0 = time.perf_counter()
@@ -75,7 +75,8 @@ def cmd_train(args) -> dict:
 
         metrics = train_distributed(cfg, run_dir, options_from_args(LaunchOptions, args))
     else:
-        metrics = train_and_evaluate(cfg, run_dir, progress=not args.json, fitted=True)
+        shown = not args.json or os.environ.get(PROGRESS_ENV) == "1"  # a --seeds child: JSON out, progress shown
+        metrics = train_and_evaluate(cfg, run_dir, progress=shown, fitted=True)
     row_file = record(metrics, time.perf_counter() - t0, getattr(args, "results_dir", None))
     if row_file is not None:
         metrics["recorded_in"] = str(row_file)

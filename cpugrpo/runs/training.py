@@ -22,6 +22,7 @@ from ..core.paths import portable
 from ..core.store import TrialStore, atomic_write_json
 
 GROUP_ENV = "CPUGRPO_SEEDS_GROUP"  # set by --seeds for its children: the rows of one invocation share it
+PROGRESS_ENV = "CPUGRPO_PROGRESS"  # "1": a child printing JSON still shows its progress bars on stderr
 RESULTS_ENV = "CPUGRPO_RESULTS_DIR"  # where rows go (default: results/ of the working directory); tests set it
 
 
@@ -104,7 +105,7 @@ def run_seeds(argv: list[str], seeds: list[int], run_dir: str, json_out: bool) -
                "--run-dir", os.path.join(run_dir, f"seed-{seed}")]
         if not json_out:
             print(f"seed {seed} ({i + 1}/{len(seeds)}): cpugrpo {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
-        env = {**os.environ, PARENT_PID_VAR: str(os.getpid()), GROUP_ENV: group}
+        env = {**os.environ, PARENT_PID_VAR: str(os.getpid()), GROUP_ENV: group, PROGRESS_ENV: "0" if json_out else "1"}
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=None if not json_out else subprocess.PIPE,
                               text=True)
