@@ -80,6 +80,7 @@ def prepare_process(threads: int | None = None, isa_cap: str | None = None) -> N
     if threads is not None:
         os.environ.update({var: str(threads) for var in THREAD_VARS})
     os.environ.update(isa_cap_env(isa_cap))
+    git_commit()  # taken now, before any work: a row written at the end names the code that started, not later edits
 
 
 def apply_threads(threads: int) -> int:
@@ -172,16 +173,24 @@ def die_with_parent(parent_pid: int | None = None) -> bool:
     return True
 
 
+_COMMIT_AT_START: dict = {}
+
+
 def git_commit(cwd: str | None = None) -> str | None:
     """The code a measurement ran: ``<sha>`` for a clean tree, ``<sha>+diff.<12 hex>`` for a dirty one, where the
     suffix is the SHA-1 of ``git diff HEAD`` (staged and unstaged changes to tracked files, binary ones included), so
     the same edits always give the same id and a row can be tied to the code that produced it. Untracked files are
     ignored: a new file that is not yet ``git add``-ed does not show in the id. ``<sha>+diff.unknown`` when the diff
-    cannot be taken; None outside a git checkout."""
+    cannot be taken; None outside a git checkout. Without ``cwd``: this package's own checkout, as it was at the first
+    call (``prepare_process`` makes one at the start of every command), so a row written at the end of a long run names
+    the code it started with."""
+    if cwd is None:  # this process's own code: the id taken at its first call (prepare_process, at start)
+        if "id" not in _COMMIT_AT_START:
+            _COMMIT_AT_START["id"] = git_commit(os.path.dirname(os.path.abspath(__file__)))
+        return _COMMIT_AT_START["id"]
     import hashlib
     import subprocess
 
-    cwd = cwd or os.path.dirname(os.path.abspath(__file__))
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd)
         sha = out.stdout.strip()
