@@ -48,6 +48,14 @@ def test_git_commit_is_the_sha_when_clean_and_names_the_diff_when_dirty(tmp_path
     (repo / "a.py").write_text("x = 1\n")
     assert git_commit(str(repo)) == sha  # back to HEAD's content: clean again
 
+    (repo / "results" / "m").mkdir(parents=True)
+    (repo / "results" / "m" / "trials.jsonl").write_text("{}\n")
+    _git(repo, "add", "results", "a.py")
+    _git(repo, "commit", "-q", "-m", "rows")
+    sha = _git(repo, "rev-parse", "HEAD")
+    (repo / "results" / "m" / "trials.jsonl").write_text("{}\n{}\n")  # a row appended: data, not code
+    assert git_commit(str(repo / "sub")) == sha
+
 
 def test_git_commit_outside_a_checkout_is_none(tmp_path):
     assert git_commit(str(tmp_path)) is None

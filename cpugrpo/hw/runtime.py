@@ -174,13 +174,15 @@ def die_with_parent(parent_pid: int | None = None) -> bool:
 
 
 _COMMIT_AT_START: dict = {}
+DATA_DIRS = ("results", "profiles", "reports")  # measurements, not code: rows appended there do not make code dirty
 
 
 def git_commit(cwd: str | None = None) -> str | None:
     """The code a measurement ran: ``<sha>`` for a clean tree, ``<sha>+diff.<12 hex>`` for a dirty one, where the
     suffix is the SHA-1 of ``git diff HEAD`` (staged and unstaged changes to tracked files, binary ones included), so
     the same edits always give the same id and a row can be tied to the code that produced it. Untracked files are
-    ignored: a new file that is not yet ``git add``-ed does not show in the id. ``<sha>+diff.unknown`` when the diff
+    ignored: a new file that is not yet ``git add``-ed does not show in the id, and so are changes under ``results/``,
+    ``profiles/`` and ``reports/`` (rows, not code). ``<sha>+diff.unknown`` when the diff
     cannot be taken; None outside a git checkout. Without ``cwd``: this package's own checkout, as it was at the first
     call (``prepare_process`` makes one at the start of every command), so a row written at the end of a long run names
     the code it started with."""
@@ -197,7 +199,8 @@ def git_commit(cwd: str | None = None) -> str | None:
         if out.returncode != 0 or not sha:
             return None
         # plain diff bytes: no external diff tool, no textconv filter, no colour, whatever the user's git config says
-        diff = subprocess.run(["git", "diff", "HEAD", "--binary", "--no-ext-diff", "--no-textconv", "--no-color"],
+        diff = subprocess.run(["git", "diff", "HEAD", "--binary", "--no-ext-diff", "--no-textconv", "--no-color",
+                               "--", ":/", *(f":(exclude,top){d}" for d in DATA_DIRS)],
                               capture_output=True, timeout=30, cwd=cwd)
         if diff.returncode != 0:
             return f"{sha}+diff.unknown"
