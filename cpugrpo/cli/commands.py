@@ -177,7 +177,8 @@ def cmd_curriculum(args) -> dict:
     from ..runs import study
 
     out = {"stage_steps": stages, "studies": studies, "seconds": time.perf_counter() - t0, "run_dir": run_dir,
-           "config": cfg.to_dict()}
+           "config": cfg.to_dict(), "started_at": time.time() - (time.perf_counter() - t0),
+           "model_cache_key": loaded.cache_key}
     from ..core.store import atomic_write_json
 
     atomic_write_json(os.path.join(run_dir, "curriculum.json"), out)  # the arms are kept whatever follows

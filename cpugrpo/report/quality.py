@@ -17,8 +17,10 @@ from .render import inline
 
 TITLE = "Training quality"
 TEXT = ("Accuracy before and after GRPO training, greedy exact match on held-out problems, with the paired 95% "
-        "interval (Newcombe) of the change over the same items. `test` rows are results: no choice of a "
-        "hyperparameter looked at that split; `dev` rows are where choices were made. Rows: "
+        "interval (Newcombe) of the change over the same items (so it covers which items were drawn, not run-to-run "
+        "noise). `test` rows are the reported numbers and `dev` rows are where choices are made; the default recipe "
+        "(600 steps, lr 3e-5) was chosen before the split existed, on dev and test together (docs/LOG.md, "
+        "2026-11-21), and each seed is its own tiny build, training problems and test problems. Rows: "
         "`results/<id>/training.jsonl` (`cpugrpo train`, `--seeds`) and `results/<id>/curriculum.jsonl` "
         "(`cpugrpo curriculum`).")
 

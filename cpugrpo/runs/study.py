@@ -69,5 +69,7 @@ def record(out: dict, machine_id: str, environment: dict, results_dir: str | Non
                       "eval_splits": st["eval_splits"], "history": st["history"],
                       "stages": [{k: v for k, v in s.items() if k not in ("penalty", "grpo_loss")}
                                  | {"penalty_last": (s["penalty"] or [None])[-1]} for s in st["stages"]],
-                      "summary": out.get("summary", {}), "environment": environment, "finished_at": time.time()})
+                      "summary": out.get("summary", {}), "environment": environment,
+                      "model_cache_key": out.get("model_cache_key"), "started_at": out.get("started_at"),
+                      "seconds": out.get("seconds"), "finished_at": time.time()})
     return store.path
