@@ -90,7 +90,8 @@ def _span(xs: list[float], fmt: str) -> str:
 def layout_lines(rows: list[dict]) -> list[str]:
     """Processes x threads side by side: for each configuration a sweep measured in more than one layout, one of
     them with several processes, each layout's samples/s (median over its trials of each trial's median step, the
-    range over trials) and peak RSS (summed over the ranks), and the ratios of each layout to one process.
+    range over trials; a sweep's re-measurements of noisy trials count as trials) and peak RSS (summed over the
+    ranks), and the ratios of each layout to one process.
 
     >>> def r(i, p, t, sps, rss): return {"status": "ok", "tag": "sweep", "started_at": i, "config": {"model":
     ...     "tiny", "batch_size": 64, "processes": p, "threads": t}, "summary": {"samples_per_s": {"median": sps},
@@ -102,7 +103,7 @@ def layout_lines(rows: list[dict]) -> list[str]:
     2 x 1 65.0 (60.0-70.0) samples/s, 1850 (1800-1900) MiB over 2 trials
     0.76x the samples/s and 1.76x the memory of 1 x 2.
     """
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("tag") == "sweep" and samples_per_s(r)]
+    ok = [r for r in rows if r.get("status") == "ok" and (r.get("tag") or "").startswith("sweep") and samples_per_s(r)]
     groups: dict[tuple, dict[tuple, list[dict]]] = {}
     for r in ok:
         groups.setdefault(_identity(r), {}).setdefault((_processes(r), _threads(r)), []).append(r)
