@@ -99,8 +99,8 @@ def layout_lines(rows: list[dict]) -> list[str]:
     >>> lines = layout_lines([r(0, 1, 2, 80., 1000), r(1, 2, 1, 60., 1800), r(2, 1, 2, 90., 1100),
     ...                       r(3, 2, 1, 70., 1900)])
     >>> for part in lines[0].replace(", 0.76x", "; 0.76x").split("; "): print(part)
-    tiny, batch 64: 1 x 2 85.0 (80.0-90.0) samples/s, 1050 (1000-1100) MiB over 2 trials
-    2 x 1 65.0 (60.0-70.0) samples/s, 1850 (1800-1900) MiB over 2 trials
+    tiny, batch 64: 1 x 2 85 (80-90) samples/s, 1050 (1000-1100) MiB over 2 trials
+    2 x 1 65 (60-70) samples/s, 1850 (1800-1900) MiB over 2 trials
     0.76x the samples/s and 1.76x the memory of 1 x 2.
     """
     ok = [r for r in rows if r.get("status") == "ok" and (r.get("tag") or "").startswith("sweep") and samples_per_s(r)]
@@ -118,7 +118,7 @@ def layout_lines(rows: list[dict]) -> list[str]:
             rs = layouts[(p, t)]
             sps = [samples_per_s(r) for r in rs]
             rss = [x for x in (peak_rss_mb(r) for r in rs) if x]
-            part = f"{p} x {t} {_span(sps, '.1f')} samples/s"
+            part = f"{p} x {t} {_span(sps, '.3g')} samples/s"
             part += f", {_span(rss, '.0f')} MiB" if rss else ""
             part += f" over {len(rs)} trial{'s' if len(rs) > 1 else ''}"
             if (p, t) == ref:
