@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ..core.config import BEFORE_THE_KNOB, FIELD_NAMES, from_mapping
+from . import analysis
 from .predict import (
     DEFAULT_FIT,
     FIT_FILE,
@@ -91,7 +92,7 @@ def samples(results_dir: str | Path = "results", profiles_dir: str | Path = "pro
             if mode == "cpugrpo" and med["rollout"] is not None and not math.isnan(med["rollout"]):
                 measured.update(generate=med["rollout"] - (med["rollout_refresh"] or 0.0),
                                 refresh=med["rollout_refresh"] or 0.0, scoring=med["scoring"], update=med["update"])
-            rss = (r.get("outside") or {}).get("os_peak_rss_mb") or s.get("peak_rss_mb_os")
+            rss = analysis.peak_rss_mb(r)  # several ranks: their kernel peaks summed, as the model predicts
             if r.get("spec", {}).get("evaluate") or r.get("spec", {}).get("evaluate_before"):
                 rss = None  # the process's peak includes evaluating held-out problems: not a training step's
             out.append({"trial_id": r["trial_id"], "key": r["key"], "machine": mid, "machine_obj": mach,
