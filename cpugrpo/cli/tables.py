@@ -186,7 +186,10 @@ def show_rollout_bench(r: dict) -> None:
 
 def _trial_line(r: dict) -> tuple:
     c = r["config"]
-    knobs = (f"{c['threads']}t b{c['batch_size']} upd={c['update_precision']} roll={c['rollout_precision']}"
+    p = c.get("processes") or 1
+    t = c.get("threads") or r.get("threads_per_process") or (r.get("effective") or {}).get("threads") or "?"
+    layout = f"{p}x{t}" if p > 1 else f"{t}t"  # threads left to the default: what took effect
+    knobs = (f"{layout} b{c['batch_size']} upd={c['update_precision']} roll={c['rollout_precision']}"
              f"{' gc' if c['gradient_checkpointing'] else ''}")
     if r["status"] != "ok":
         return (r["trial_id"], c["model"], knobs, r["status"], "-", "-", (r.get("reason") or "")[:60])
