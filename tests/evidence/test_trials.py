@@ -34,8 +34,8 @@ def test_every_committed_trial_agrees_with_the_outside_measurement():
 
 
 def test_committed_rows_name_models_by_preset_and_load():
-    """A row's model is a preset name; the tiny preset's rows say which build by its cache key (the row's seed's). Every store loads
-    whole (no unreadable line) into the tidy frame the reports are built from."""
+    """A row's model is a preset name; the tiny preset's rows say which build by its cache key (the row's seed's).
+    Every store loads whole (no unreadable line) into the tidy frame the reports are built from."""
     rows = [r for r in _rows() if r.get("status") == "ok"]
     assert rows and {r["model"] for r in rows} <= set(PRESETS)
     for r in rows:
