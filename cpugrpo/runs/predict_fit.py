@@ -77,8 +77,8 @@ def samples(results_dir: str | Path = "results", profiles_dir: str | Path = "pro
             if r.get("status") != "ok" or "wall_s" not in s:
                 continue
             cfg = row_config(r)
-            if not cfg.threads:
-                cfg = cfg.replace(threads=mach.usable)
+            if not cfg.threads:  # left to the default: every usable CPU, split over the ranks (runs/launch.py)
+                cfg = cfg.replace(threads=max(1, mach.usable // cfg.processes))
             mode = r.get("spec", {}).get("mode", "cpugrpo")
             steps = (r.get("steps") or [])[len(s.get("warmup_steps", [])):]
             known = [x for x in steps if x.get("decode_steps")]
@@ -179,7 +179,8 @@ def errors(rows: list[dict], fit: dict) -> list[dict]:
 
 def label(s: dict) -> str:
     c = peer_config(s["cfg"], s["mode"])
-    return (f"{s['model']} {s['mode']} {c.threads}t batch {c.batch_size} update {c.update_precision} rollout "
+    layout = f"{c.processes}x{c.threads}" if c.processes > 1 else f"{c.threads}t"
+    return (f"{s['model']} {s['mode']} {layout} batch {c.batch_size} update {c.update_precision} rollout "
             f"{c.rollout_precision} {c.optimizer} prefix {'on' if c.shared_prefix else 'off'} ckpt "
             f"{'on' if c.gradient_checkpointing else 'off'} micro {c.micro_batch or 'whole'} release "
             f"{'on' if c.release_memory else 'off'}" + (f" {c.adapter}" if c.adapter != "none" else ""))
