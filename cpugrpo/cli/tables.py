@@ -187,7 +187,9 @@ def show_rollout_bench(r: dict) -> None:
 def _trial_line(r: dict) -> tuple:
     c = r["config"]
     p = c.get("processes") or 1
-    t = c.get("threads") or r.get("threads_per_process") or (r.get("effective") or {}).get("threads") or "?"
+    from ..runs.analysis import threads_per_process
+
+    t = threads_per_process(r) or "?"
     layout = f"{p}x{t}" if p > 1 else f"{t}t"  # threads left to the default: what took effect
     knobs = (f"{layout} b{c['batch_size']} upd={c['update_precision']} roll={c['rollout_precision']}"
              f"{' gc' if c['gradient_checkpointing'] else ''}")

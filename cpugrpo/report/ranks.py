@@ -15,7 +15,7 @@ import html
 import statistics
 
 from ..core.config import BEFORE_THE_KNOB, IDENTITY_KEYS
-from ..runs.analysis import peak_rss_mb, samples_per_s
+from ..runs.analysis import peak_rss_mb, samples_per_s, threads_per_process
 from .render import inline
 
 TITLE = "Processes x threads: speed and memory of data-parallel ranks"
@@ -78,10 +78,6 @@ def memory_lines(rows: list[dict]) -> list[str]:
     return out
 
 
-def _threads(row: dict):
-    return _cfg(row).get("threads") or row.get("threads_per_process") or (row.get("effective") or {}).get("threads")
-
-
 def _span(xs: list[float], fmt: str) -> str:
     med = statistics.median(xs)
     return f"{med:{fmt}}" + (f" ({min(xs):{fmt}}-{max(xs):{fmt}})" if len(xs) > 1 else "")
@@ -106,7 +102,7 @@ def layout_lines(rows: list[dict]) -> list[str]:
     ok = [r for r in rows if r.get("status") == "ok" and (r.get("tag") or "").startswith("sweep") and samples_per_s(r)]
     groups: dict[tuple, dict[tuple, list[dict]]] = {}
     for r in ok:
-        groups.setdefault(_identity(r), {}).setdefault((_processes(r), _threads(r)), []).append(r)
+        groups.setdefault(_identity(r), {}).setdefault((_processes(r), threads_per_process(r)), []).append(r)
     out = []
     for layouts in groups.values():
         if len(layouts) < 2 or all(p == 1 for p, _ in layouts):

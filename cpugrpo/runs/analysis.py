@@ -34,6 +34,17 @@ def peak_rss_mb(row: dict) -> float | None:
     return out if out else row.get("summary", {}).get("peak_rss_mb_os")
 
 
+def threads_per_process(row: dict):
+    """A trial's threads per process: as configured, else what the launcher gave each rank, else what took effect
+    (threads left to the default).
+
+    >>> threads_per_process({"config": {"threads": None}, "threads_per_process": 1})
+    1
+    """
+    return ((row.get("config") or {}).get("threads") or row.get("threads_per_process")
+            or (row.get("effective") or {}).get("threads"))
+
+
 def latest_ok(rows: list[dict]) -> dict[str, dict]:
     """Per trial key, the newest ok row, where a re-measurement replaces the noisy row it re-measured.
 
