@@ -99,6 +99,13 @@ def test_a_killed_sweep_leaves_no_trial_running(tiny_dir, tmp_path):
         except psutil.NoSuchProcess:
             return False
 
+    def is_trial(p):
+        # the sweep's short-lived helpers (git, probes) may already be zombies when their command line is read
+        try:
+            return "cpugrpo.runs.trial" in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+
     cmd = [sys.executable, "-m", "cpugrpo.cli", "sweep", "--axis", "threads=1", "--model", str(tiny_dir),
            "--steps", "50", "--results-dir", str(tmp_path / "results"), "--json"]
     sweep = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,13 +113,15 @@ def test_a_killed_sweep_leaves_no_trial_running(tiny_dir, tmp_path):
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and sweep.poll() is None:
-            trials = [c for c in psutil.Process(sweep.pid).children()
-                      if "cpugrpo.runs.trial" in " ".join(c.cmdline())]
+            trials = [c for c in psutil.Process(sweep.pid).children() if is_trial(c)]
             # mid-run (torch imported: a few hundred MiB; 50 steps take about a minute more); the trial's own
             # children (its group guard, see die_with_parent) must go too
-            if trials and trials[0].memory_info().rss > 200 * 2**20:
-                procs = [trials[0], *trials[0].children(recursive=True)]
-                break
+            try:
+                if trials and trials[0].memory_info().rss > 200 * 2**20:
+                    procs = [trials[0], *trials[0].children(recursive=True)]
+                    break
+            except psutil.Error:  # the trial ended between the listing and the reading
+                pass
             time.sleep(0.1)
         assert procs, f"the sweep never started a trial (exit code {sweep.poll()})"
         sweep.send_signal(signal.SIGKILL)
