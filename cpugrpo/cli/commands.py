@@ -170,7 +170,7 @@ def cmd_curriculum(args) -> dict:
         if not args.json:
             print(f"arm {i + 1}/{len(arms)}: lambda {lam:g}" + (f", {fisher} Fisher" if lam > 0 else ""),
                   file=sys.stderr, flush=True)
-        loaded = models.load(cfg.model, seed=cfg.seed, progress=not args.json, dtype=weights_dtype(cfg))
+        loaded = models.load(cfg.model, seed=cfg.preset_seed, progress=not args.json, dtype=weights_dtype(cfg))
         studies.append(run_curriculum(cfg, stages, lam, os.path.join(run_dir, f"lambda-{lam:g}-{fisher}"),
                                       fisher_dtype=args.fisher_precision, progress=not args.json, loaded=loaded,
                                       fisher=fisher, eval_splits=tuple(splits) if splits else None))

@@ -26,7 +26,8 @@ LARGE_PRESETS = ("qwen2-0.5b", "qwen2-1.5b")  # the measured workload there is o
 
 
 DIFFICULTIES = ("basic", "intermediate", "advanced")
-EVAL_SPLITS = ("dev", "test", "heldout")  # train/data.py: the held-out halves, and both together
+EVAL_SPLITS = ("dev", "test", "heldout")
+SCALE_REWARDS = ("group", "batch", "none")  # TRL's values  # train/data.py: the held-out halves, and both together
 
 
 def _one_prompt(cfg) -> int:
@@ -91,7 +92,10 @@ class TrainConfig:
     num_iterations: int = knob(1, "policy updates per batch of completions (TRL's num_iterations, GRPO's mu): above "
                                "1, each rollout is reused with the clipped importance ratio", before=1,
                                workload=True)
-    seed: int = knob(0, "seed for data, sampling and the tiny preset", workload=True)
+    seed: int = knob(0, "seed of the training problems and the sampling (a training seed: the model stays the same)",
+                     workload=True)
+    preset_seed: int = knob(0, "seed of the tiny preset's build (the warm start itself: each seed is its own model)",
+                            before=0, workload=True)  # rows before it: preset seed = seed, 0 in every trial
     update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16, updates rounded to "
                                  "nearest; bf16-sr: weights in bf16, updates stochastically rounded)",
                                  choices=UPDATE_PRECISIONS, axis=2, lean="bf16-sr",
@@ -116,7 +120,10 @@ class TrainConfig:
                                 identity=True, before=False, lean=True, default_if=(("adapter", "lora", True),))
     beta: float = knob(0.0, "KL weight; > 0 adds a reference model", identity=True)
     ref_precision: str = knob("fp32", "reference model precision", choices=REF_PRECISIONS, label="reference precision")
-    format_reward_weight: float = knob(0.25, "weight of the format reward", flag=None, workload=True)
+    format_reward_weight: float = knob(0.25, "weight of the format reward (0: correctness alone)", workload=True)
+    scale_rewards: str = knob("group", "advantage scaling (TRL's scale_rewards): group divides by each group's "
+                              "reward std (GRPO), batch by the batch's, none leaves them unscaled (Dr. GRPO)",
+                              choices=SCALE_REWARDS, before="group", workload=True)
     memory_budget_gb: float | None = knob(None, "GB the run may use (default: 80% of available RAM)",
                                           flag="--memory-budget")
     adaptive_batch: bool = knob(False, "choose the largest batch whose estimated peak memory fits the budget")
@@ -176,6 +183,7 @@ class TrainConfig:
         need(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
         need(self.beta >= 0, f"beta must be >= 0 (0 disables the reference model), got {self.beta}")
         need(self.format_reward_weight >= 0, "format_reward_weight must be >= 0")
+        need(self.preset_seed >= 0, f"preset_seed must be >= 0, got {self.preset_seed}")
         need(self.memory_budget_gb is None or self.memory_budget_gb > 0,
              f"memory_budget_gb must be > 0, got {self.memory_budget_gb}")
         need(self.eval_n >= 3, f"eval_n must be at least 3, got {self.eval_n}")

@@ -105,7 +105,7 @@ def _follow(cfg, job: dict, on_step) -> None:
     from ..train.trainer import run_grpo, weights_dtype
 
     release_freed_memory(cfg.release_memory)
-    loaded = models.load(cfg.model, seed=cfg.seed, progress=False, dtype=weights_dtype(cfg))
+    loaded = models.load(cfg.model, seed=cfg.preset_seed, progress=False, dtype=weights_dtype(cfg))
     with tempfile.TemporaryDirectory(prefix="cpugrpo-rank-") as out_dir:
         run_grpo(cfg, loaded.model, loaded.tokenizer, out_dir, progress=False, on_step=on_step)
 

@@ -223,7 +223,7 @@ def _child(spec: TrialSpec) -> dict:
     peer = spec.mode in PEERS  # TRL as its users run it: fp32 weights from the loader, glibc's allocator untouched
     if not peer:
         release_freed_memory(cfg.release_memory)
-    loaded = models.load(cfg.model, seed=cfg.seed, progress=False, dtype=None if peer else weights_dtype(cfg))
+    loaded = models.load(cfg.model, seed=cfg.preset_seed, progress=False, dtype=None if peer else weights_dtype(cfg))
     load_s = time.perf_counter() - t0
     before = None
     if spec.evaluate_before:  # the start, on the items evaluated after training (greedy: the same for every pair)

@@ -175,7 +175,7 @@ def run_curriculum(cfg, steps_per_stage: dict[str, int], lam: float, run_dir, fi
     check_stages(steps_per_stage, lam)
     check_installed(cfg)
     release_freed_memory(cfg.release_memory)
-    loaded = loaded or models.load(cfg.model, seed=cfg.seed, progress=progress, dtype=weights_dtype(cfg))
+    loaded = loaded or models.load(cfg.model, seed=cfg.preset_seed, progress=progress, dtype=weights_dtype(cfg))
     eval_n = eval_n or cfg.eval_n
     splits = tuple(eval_splits or (cfg.eval_split,))
     problem_sets = {s: evaluate.held_out(cfg.replace(eval_n=eval_n, eval_split=s)) for s in splits}

@@ -88,6 +88,7 @@ def grpo_args(cfg: TrainConfig, output_dir: str):
         data_seed=cfg.seed,
         beta=0.0,  # the reference model is attached after init (see module docstring)
         reward_weights=[1.0, cfg.format_reward_weight],
+        scale_rewards=cfg.scale_rewards,
         logging_steps=1,
         report_to="none",
         save_strategy="no",
@@ -397,7 +398,7 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
     effective_threads = apply_threads(threads)
     release_freed_memory(cfg.release_memory)
     t0 = time.perf_counter()
-    loaded = models.load(cfg.model, seed=cfg.seed, progress=progress, dtype=weights_dtype(cfg))
+    loaded = models.load(cfg.model, seed=cfg.preset_seed, progress=progress, dtype=weights_dtype(cfg))
     load_s = time.perf_counter() - t0
     eval_kw = dict(problems=evaluate.held_out(cfg), precision=cfg.eval_precision, progress=progress,
                    random_weights=loaded.random_weights, max_new_tokens=cfg.max_completion_length)
