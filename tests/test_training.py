@@ -121,6 +121,34 @@ def test_num_iterations_reaches_trl_and_is_checked(tmp_path):
         TrainConfig(num_iterations=0)
 
 
+def test_scale_rewards_and_format_weight_reach_trl_and_are_checked(tmp_path):
+    from cpugrpo.core.config import TrainConfig
+    from cpugrpo.train.trainer import grpo_args
+
+    args = grpo_args(TrainConfig(scale_rewards="none", format_reward_weight=0.0), str(tmp_path))
+    assert args.scale_rewards == "none" and list(args.reward_weights) == [1.0, 0.0]
+    with pytest.raises(ConfigError, match="unknown scale rewards 'std'"):
+        TrainConfig(scale_rewards="std")
+
+
+def test_the_training_seed_does_not_choose_the_build(tmp_path, monkeypatch):
+    """``--seed`` varies the training run on one warm start; ``--preset-seed`` chooses the tiny build."""
+    from cpugrpo.core.config import TrainConfig
+    from cpugrpo.train import models, trainer
+
+    asked = []
+
+    def fake_load(spec, seed=0, **kw):
+        asked.append(seed)
+        raise RuntimeError("stop after load")
+
+    monkeypatch.setattr(models, "load", fake_load)
+    for cfg in (TrainConfig(seed=3), TrainConfig(seed=3, preset_seed=2)):
+        with pytest.raises(RuntimeError, match="stop after load"):
+            trainer.train_and_evaluate(cfg, tmp_path / "run", progress=False, fitted=True)
+    assert asked == [0, 2]
+
+
 def test_a_failed_or_unevaluated_seed_fails_the_command(tmp_path, monkeypatch):
     """--seeds: a seed whose child fails, or prints no held-out gain (a random-weight preset), is a failure with its
     reason, the command's exit code is 1, and the summary (seeds.json) is written with the seeds that ran."""

@@ -34,7 +34,8 @@ def grpo_args(cfg, peer: str, output_dir):
                       num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
                       max_steps=cfg.steps, seed=cfg.seed, reward_weights=[1.0, cfg.format_reward_weight],
                       temperature=cfg.temperature, num_iterations=cfg.num_iterations,
-                      logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, **PEERS[peer])
+                      scale_rewards=cfg.scale_rewards, logging_steps=1, report_to="none", save_strategy="no",
+                      disable_tqdm=True, **PEERS[peer])
 
 
 def read_back(args, trainer=None) -> dict:
@@ -49,7 +50,7 @@ def read_back(args, trainer=None) -> dict:
            "num_generations": int(args.num_generations), "max_completion_length": int(args.max_completion_length),
            "max_steps": int(args.max_steps), "beta": float(args.beta), "temperature": float(args.temperature),
            "seed": int(args.seed), "reward_weights": list(args.reward_weights or []),
-           "torch_threads": torch.get_num_threads()}
+           "scale_rewards": str(args.scale_rewards), "torch_threads": torch.get_num_threads()}
     if trainer is not None:
         out["mixed_precision"] = str(trainer.accelerator.mixed_precision)
         out["model_gradient_checkpointing"] = bool(getattr(trainer.model, "is_gradient_checkpointing", False))
@@ -73,6 +74,7 @@ def as_train_config(trl_args: dict, cfg) -> dict:
             "update_precision": "bf16-autocast" if bf16 else "fp32",
             "rollout_precision": "bf16" if rollout == "bfloat16" else "fp32",
             "gradient_checkpointing": trl_args["gradient_checkpointing"], "shared_prefix": False,
+            "scale_rewards": trl_args.get("scale_rewards", "group"),
             "adapter": "none", "int8_lm_head": False, "release_memory": False,
             "micro_batch": trl_args["per_device_train_batch_size"] if trl_args["gradient_accumulation_steps"] > 1
             else None}
