@@ -19,8 +19,9 @@ def test_large_presets_default_to_one_prompt_in_micro_batches(model):
 
 
 def test_the_plain_defaults_elsewhere():
-    cfg, origin = resolve_config(None, {"model": "tiny"})
+    cfg, origin = resolve_config(None, {"model": "small"})
     assert (cfg.batch_size, cfg.micro_batch, cfg.rollout_precision) == (64, None, "fp32")
+    assert (cfg.beta, cfg.format_reward_weight, cfg.scale_rewards) == (0.0, 0.25, "group")  # TRL's
     assert origin == {"model": "flag"}
     assert TrainConfig(model="qwen2-0.5b").batch_size == 64  # only resolve_config applies them, not the dataclass
 
@@ -67,3 +68,15 @@ def test_every_contextual_default_names_a_knob_and_a_valid_value():
         base = TrainConfig(**{other: value})
         d = default(base) if callable(default) else default  # a default may be computed from the config
         TrainConfig(**{other: value, name: d})  # each pair on its own is a valid config
+
+
+def test_tiny_trains_with_the_recipe_chosen_on_dev_unless_told_otherwise():
+    from cpugrpo.core.config import TINY_RECIPE
+
+    cfg, origin = resolve_config(None, {"model": "tiny"})
+    assert {k: getattr(cfg, k) for k in TINY_RECIPE} == TINY_RECIPE == \
+        {"format_reward_weight": 0.0, "scale_rewards": "none", "beta": 0.04}
+    assert all(origin[k] == "default for model=tiny" for k in TINY_RECIPE)
+    cfg, origin = resolve_config(None, {"beta": 0.0, "scale_rewards": "group"})
+    assert (cfg.beta, cfg.scale_rewards, cfg.format_reward_weight) == (0.0, "group", 0.0)
+    assert TrainConfig().beta == 0.0  # trials and the asv suite build TrainConfig directly: the work they measure

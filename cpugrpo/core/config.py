@@ -26,8 +26,12 @@ LARGE_PRESETS = ("qwen2-0.5b", "qwen2-1.5b")  # the measured workload there is o
 
 
 DIFFICULTIES = ("basic", "intermediate", "advanced")
-EVAL_SPLITS = ("dev", "test", "heldout")
-SCALE_REWARDS = ("group", "batch", "none")  # TRL's values  # train/data.py: the held-out halves, and both together
+EVAL_SPLITS = ("dev", "test", "heldout")  # train/data.py: the held-out halves, and both together
+SCALE_REWARDS = ("group", "batch", "none")  # TRL's values
+# The training recipe `cpugrpo train` (and every command that resolves a config) uses on the tiny preset, chosen on
+# the dev split (docs/LOG.md, 2026-12-04): correctness alone, unscaled advantages, a KL anchor. The dataclass
+# defaults stay TRL's, so trials, sweeps and the asv suite measure the same work as before; other models keep them.
+TINY_RECIPE = {"format_reward_weight": 0.0, "scale_rewards": "none", "beta": 0.04}
 
 
 def _one_prompt(cfg) -> int:
@@ -118,12 +122,16 @@ class TrainConfig:
     release_memory: bool = knob(False, "return freed blocks of 128 KiB or more to the OS at once (glibc mallopt "
                                 "M_MMAP_THRESHOLD): lower peak RSS, slower (every large allocation page-faults afresh)",
                                 identity=True, before=False, lean=True, default_if=(("adapter", "lora", True),))
-    beta: float = knob(0.0, "KL weight; > 0 adds a reference model", identity=True)
+    beta: float = knob(0.0, "KL weight; > 0 adds a reference model (tiny's default: 0.04, chosen on dev)",
+                       identity=True, default_if=(("model", "tiny", TINY_RECIPE["beta"]),))
     ref_precision: str = knob("fp32", "reference model precision", choices=REF_PRECISIONS, label="reference precision")
-    format_reward_weight: float = knob(0.25, "weight of the format reward (0: correctness alone)", workload=True)
+    format_reward_weight: float = knob(0.25, "weight of the format reward (0: correctness alone; tiny's default)",
+                                       workload=True,
+                                       default_if=(("model", "tiny", TINY_RECIPE["format_reward_weight"]),))
     scale_rewards: str = knob("group", "advantage scaling (TRL's scale_rewards): group divides by each group's "
-                              "reward std (GRPO), batch by the batch's, none leaves them unscaled (Dr. GRPO)",
-                              choices=SCALE_REWARDS, before="group", workload=True)
+                              "reward std (GRPO), batch by the batch's, none leaves them unscaled (Dr. GRPO; tiny's "
+                              "default)", choices=SCALE_REWARDS, before="group", workload=True,
+                              default_if=(("model", "tiny", TINY_RECIPE["scale_rewards"]),))
     memory_budget_gb: float | None = knob(None, "GB the run may use (default: 80% of available RAM)",
                                           flag="--memory-budget")
     adaptive_batch: bool = knob(False, "choose the largest batch whose estimated peak memory fits the budget")
