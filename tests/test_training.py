@@ -110,6 +110,11 @@ def test_train_seeds_records_a_row_per_seed(tiny_dir, tmp_path):
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert sorted(r["seed"] for r in rows) == [0, 1]
     assert all(r["split"] == "test" and r["eval_n"] == 6 and "ci95" in r["change"] for r in rows)
+    # what TRL was built with, read back from the trainer (a local model directory keeps TRL's values), and what
+    # the run's own objective did
+    assert all(r["trl"]["scale_rewards"] == "group" and r["trl"]["beta"] == 0.0 and r["trl"]["reference"] == "none"
+               and r["trl"]["reward_weights"] == [1.0, 0.25] for r in rows)
+    assert all(len(r["signal"]["correctness_reward"]) == 2 for r in rows)
 
 
 def test_num_iterations_reaches_trl_and_is_checked(tmp_path):
@@ -163,3 +168,20 @@ def test_a_failed_or_unevaluated_seed_fails_the_command(tmp_path, monkeypatch):
     assert out["exit_code"] == 1 and not out["runs"]
     assert [f["seed"] for f in out["failures"]] == [0, 1] and "boom" in out["failures"][0]["reason"]
     assert json.loads((tmp_path / "r" / "seeds.json").read_text())["failures"] == out["failures"]
+
+
+def test_trl_settings_read_the_trainer_not_the_config():
+    from types import SimpleNamespace
+
+    from cpugrpo.train.trainer import trl_settings
+
+    def fake(beta, ref):
+        return SimpleNamespace(beta=beta, ref_model=ref, scale_rewards="none", loss_type="dapo",
+                               reward_weights=[1.0, 0.0], reward_funcs=[trl_settings], temperature=1.0,
+                               num_generations=8, num_iterations=1, args=SimpleNamespace(learning_rate=3e-5))
+
+    assert trl_settings(fake(0.04, object()))["reference"] == "model"
+    assert trl_settings(fake(0.04, None))["reference"] == "base, adapters off"  # peft: TRL disables the adapters
+    got = trl_settings(fake(0.0, None))
+    assert got["reference"] == "none" and got["reward_funcs"] == ["trl_settings"]
+    assert got["reward_weights"] == [1.0, 0.0]

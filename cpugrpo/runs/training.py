@@ -62,12 +62,39 @@ def training_row(metrics: dict, machine_id: str, wall_s: float) -> dict:
         "change_by_difficulty": metrics.get("accuracy_change_by_difficulty", {}),
         "per_item_before": metrics.get("per_item_before"),
         "per_item_after": metrics.get("per_item_after"),
+        "trl": metrics.get("trl_settings") or None,
+        "signal": training_signal(metrics.get("steps") or []),
         "train_s": metrics["timing"]["train_s"],
         "wall_s": wall_s,
         "effective": metrics["effective"],
         "environment": metrics["environment"],
         "finished_at": time.time(),
     }
+
+
+SIGNAL = {"correctness_reward": "rewards/correctness_reward/mean", "zero_std_groups": "frac_reward_zero_std",
+          "entropy": "entropy", "kl": "kl"}
+
+
+def training_signal(steps: list[dict]) -> dict:
+    """What the run's own objective did: the mean of TRL's per-step logs over the first and the last tenth of the
+    steps (correctness reward of the sampled completions, fraction of groups with zero reward variance, token
+    entropy, KL to the reference when there is one).
+
+    >>> s = [{"metrics": {"rewards/correctness_reward/mean": r, "frac_reward_zero_std": 0.5}} for r in range(10)]
+    >>> training_signal(s)["correctness_reward"], training_signal(s)["zero_std_groups"]
+    ([0.0, 9.0], [0.5, 0.5])
+    """
+    k = max(1, len(steps) // 10)
+    out = {}
+    for name, key in SIGNAL.items():
+        ends = []
+        for part in (steps[:k], steps[-k:]):
+            vals = [s["metrics"][key] for s in part if (s.get("metrics") or {}).get(key) is not None]
+            ends.append(sum(vals) / len(vals) if vals else None)
+        if any(v is not None for v in ends):
+            out[name] = ends
+    return {**out, "steps_per_end": k} if out else {}
 
 
 def portable_config(cfg: dict) -> dict:

@@ -297,11 +297,13 @@ def _make_callback(cfg: TrainConfig, records: list, sampler: RSSSampler, bar, on
 
 
 def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progress: bool = True,
-             extra_loss=None, dataset=None, reward_funcs=None, on_step=None) -> list[StepMeasurement]:
+             extra_loss=None, dataset=None, reward_funcs=None, on_step=None,
+             read_back: dict | None = None) -> list[StepMeasurement]:
     """Train ``model`` in place with GRPO for ``cfg.steps`` steps; returns one measurement per step.
 
     ``reward_funcs`` defaults to [correctness, format] weighted 1 : ``cfg.format_reward_weight``. ``on_step`` is
-    called with each step's measurement as it ends (the trial runner uses it to stamp steps from outside)."""
+    called with each step's measurement as it ends (the trial runner uses it to stamp steps from outside);
+    ``read_back``, if given, gets what TRL's trainer was built with (``trl_settings``)."""
     import torch
     from tqdm.auto import tqdm
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -344,6 +346,8 @@ def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progres
             trainer.rollout_model = RolloutModel(trainer.model, cfg.rollout_precision, cfg.int8_lm_head)
         if ref is not None:
             _attach_reference(trainer, ref, cfg.beta)
+        if read_back is not None:
+            read_back.update(trl_settings(trainer))
         trainer.remove_callback(PrinterCallback)   # prints raw log dicts to stdout
         trainer.remove_callback(ProgressCallback)  # we draw our own bar with phase facts
         cb = _make_callback(cfg, records, sampler, bar, on_step)
@@ -366,6 +370,18 @@ def run_grpo(cfg: TrainConfig, model, tokenizer, output_dir: str | Path, progres
     bar.close()
     model.eval()
     return records
+
+
+def trl_settings(trainer) -> dict:
+    """The recipe as the built trainer holds it (read from the object, not from the config that asked for it)."""
+    ref = getattr(trainer, "ref_model", None)
+    return {"beta": float(trainer.beta),
+            "reference": "model" if ref is not None else ("base, adapters off" if trainer.beta > 0 else "none"),
+            "scale_rewards": str(trainer.scale_rewards), "loss_type": str(trainer.loss_type),
+            "reward_weights": [float(w) for w in trainer.reward_weights],
+            "reward_funcs": [getattr(f, "__name__", str(f)) for f in trainer.reward_funcs],
+            "learning_rate": float(trainer.args.learning_rate), "temperature": float(trainer.temperature),
+            "num_generations": int(trainer.num_generations), "num_iterations": int(trainer.num_iterations)}
 
 
 def _attach_reference(trainer, ref, beta: float) -> None:
@@ -407,7 +423,9 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
     evaluating = not loaded.random_weights
     before = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw) if evaluating else None
     t1 = time.perf_counter()
-    steps = run_grpo(cfg, loaded.model, loaded.tokenizer, run_dir / "trl", progress, on_step=on_step)
+    trl_read_back: dict = {}
+    steps = run_grpo(cfg, loaded.model, loaded.tokenizer, run_dir / "trl", progress, on_step=on_step,
+                     read_back=trl_read_back)
     train_s = time.perf_counter() - t1
     after = evaluate.evaluate(loaded.model, loaded.tokenizer, **eval_kw) if evaluating else None
     from ..hw.effective import compare, effective_settings, requested_settings
@@ -450,6 +468,7 @@ def train_and_evaluate(cfg: TrainConfig, run_dir: str | Path, progress: bool = T
         "accuracy_change": change,
         "accuracy_change_by_difficulty": by_level,
         **per_item,
+        "trl_settings": trl_read_back,
         "timing": {"load_s": load_s, "train_s": train_s},
         "summary": summarize(steps),
         "steps": [s.to_dict() for s in steps],
