@@ -18,9 +18,11 @@ from .render import inline
 TITLE = "Training quality"
 TEXT = ("Accuracy before and after GRPO training, greedy exact match on held-out problems, with the paired 95% "
         "interval (Newcombe) of the change over the same items (so it covers which items were drawn, not run-to-run "
-        "noise). `test` rows are the reported numbers and `dev` rows are where choices are made; the default recipe "
-        "(600 steps, lr 3e-5) was chosen before the split existed, on dev and test together (docs/LOG.md, "
-        "2026-11-21), and each seed is its own tiny build, training problems and test problems. Rows: "
+        "noise). `test` rows are the reported numbers and `dev` rows are where choices are made. Tiny's recipe "
+        "(correctness reward alone, unscaled advantages, KL 0.04, lr 3e-5, 600 steps) was chosen on dev (docs/LOG.md, "
+        "2026-12-04); the older 600 steps at lr 3e-5 with TRL's reward scaling were chosen before the split existed, "
+        "on dev and test together. Each line is one recipe on one build (the warm start, named by its cache key): "
+        "rows written before the preset seed existed trained each seed on its own build. Rows: "
         "`results/<id>/training.jsonl` (`cpugrpo train`, `--seeds`) and `results/<id>/curriculum.jsonl` "
         "(`cpugrpo curriculum`).")
 
@@ -29,9 +31,27 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
-def _recipe(cfg: dict) -> tuple:
-    return tuple(str(cfg.get(k)) for k in ("model", "steps", "learning_rate", "batch_size", "num_iterations",
-                                          "temperature", "data"))
+RECIPE = ("model", "steps", "learning_rate", "batch_size", "num_iterations", "temperature", "data",
+          "format_reward_weight", "scale_rewards", "beta")
+
+
+def _recipe(row: dict) -> tuple:
+    cfg = row.get("config") or {}
+    return tuple(str(cfg.get(k)) for k in RECIPE) + (str(row.get("model_cache_key")),)
+
+
+def _head(c: dict, build: str | None) -> str:
+    """The recipe in words: what differs from TRL's reward settings is spelled out."""
+    head = f"{c.get('model')}, {c.get('steps')} steps, lr {c.get('learning_rate'):g}"
+    if (c.get("num_iterations") or 1) > 1:
+        head += f", {c['num_iterations']} updates per rollout"
+    if c.get("format_reward_weight", 0.25) == 0:
+        head += ", correctness reward alone"
+    if c.get("scale_rewards", "group") != "group":
+        head += f", advantages scaled: {c['scale_rewards']}"
+    if c.get("beta"):
+        head += f", KL {c['beta']:g}"
+    return head + (f", build {build}" if build else "")
 
 
 def training_lines(rows: list[dict]) -> list[str]:
@@ -50,13 +70,10 @@ def training_lines(rows: list[dict]) -> list[str]:
         return ["No training run recorded here: `cpugrpo train --seeds 0,1,2` writes one row per seed."]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((_recipe(r.get("config") or {}), r.get("split"), r.get("eval_n")), []).append(r)
+        groups.setdefault((_recipe(r), r.get("split"), r.get("eval_n")), []).append(r)
     out = []
     for (_, split, n), rs in groups.items():
-        c = rs[0].get("config") or {}
-        head = f"{c.get('model')}, {c.get('steps')} steps, lr {c.get('learning_rate'):g}"
-        if (c.get("num_iterations") or 1) > 1:
-            head += f", {c['num_iterations']} updates per rollout"
+        head = _head(rs[0].get("config") or {}, rs[0].get("model_cache_key"))
         parts = []
         for r in sorted(rs, key=lambda r: (r.get("seed", 0), r.get("finished_at") or 0)):
             ch = r["change"]
