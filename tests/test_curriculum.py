@@ -130,6 +130,31 @@ def test_study_summary_on_a_hand_worked_case():
     assert "vs no EWC +20.0 [" in line
 
 
+def test_sample_against_gold_fisher_at_their_dev_chosen_lambdas():
+    """Two studies of one plan (a gold one, a sample one): each Fisher's lambda is picked on dev, the two are paired
+    on test, and the report says so; a study of another plan is not paired with them."""
+    from cpugrpo.report.quality import curriculum_lines
+
+    levels = "bbbb"
+
+    def arm(study, lam, fisher, dev_end, test_end, lr=1e-4):
+        hist = [{"stage": s, "splits": {sp: {"per_item": items[i], "levels": levels} for sp, items in
+                                        (("dev", ("0000", "1111", dev_end)), ("test", ("0000", "1111", test_end)))}}
+                for i, s in enumerate(("start", "basic", "intermediate"))]
+        return {"study_id": study, "lambda": lam, "fisher": fisher, "stage_steps": {"basic": 1}, "history": hist,
+                "config": {"learning_rate": lr}, "eval_splits": ["dev", "test"], "summary": {}}
+
+    rows = [arm("g", 0.0, "gold", "0000", "0000"), arm("g", 5.0, "gold", "1100", "1100"),
+            arm("g", 50.0, "gold", "1000", "1111"),  # better on test, worse on dev: not picked
+            arm("s", 0.0, "sample", "0000", "0001"), arm("s", 5.0, "sample", "1000", "0000"),
+            arm("s", 50.0, "sample", "1110", "1110"), arm("other", 5.0, "sample", "1111", "1111", lr=3e-5)]
+    line = [x for x in curriculum_lines(rows) if x.startswith("Sample-based")]
+    assert len(line) == 1
+    assert "(gold 5, sample 50), split test, 4 basic problems: 50.0% against 75.0% at the end, sample - gold " \
+           "+25.0 points [" in line[0]
+    assert "no-EWC arms agree on 75.0% of the final test items" in line[0]
+
+
 @pytest.mark.slow
 def test_curriculum_command_evaluates_two_splits_and_records_each_arm(tiny_dir, tmp_path):
     import json

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from ..core.store import TrialStore
+from ..runs.study import fisher_comparison
 from .render import inline
 
 TITLE = "Training quality"
@@ -118,6 +119,16 @@ def curriculum_lines(rows: list[dict]) -> list[str]:
             role = " (where lambda is chosen: not a result)" if split == "dev" else ""
             out.append(f"Study {sid} ({plan} steps, lr {lr:g}), split {split}{role}, {res[0].get('n')} {first} "
                        f"problems: " + "; ".join(bits) + ".")
+    for c in fisher_comparison(rows):
+        line = (f"Sample-based against gold-solution Fisher, each at the lambda its dev rule picks (gold "
+                f"{c['lambda']['gold']:g}, sample {c['lambda']['sample']:g}), split {c['split']}, {c['n']} "
+                f"{c['first_stage']} problems: {100 * c['final']['gold']:.1f}% against "
+                f"{100 * c['final']['sample']:.1f}% at the end, sample - gold {_pts(c['difference'])} points "
+                f"[{_pts(c['ci95'][0])}, {_pts(c['ci95'][1])}]")
+        if "no_ewc_same_items" in c:
+            line += (f"; the two studies' no-EWC arms agree on {100 * c['no_ewc_same_items']:.1f}% of the final "
+                     f"{c['split']} items (all levels)")
+        out.append(line + ".")
     return out
 
 

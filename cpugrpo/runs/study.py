@@ -73,3 +73,67 @@ def record(out: dict, machine_id: str, environment: dict, results_dir: str | Non
                       "model_cache_key": out.get("model_cache_key"), "started_at": out.get("started_at"),
                       "seconds": out.get("seconds"), "finished_at": time.time()})
     return store.path
+
+
+def _plan(row: dict) -> str:
+    import json
+
+    from ..core.config import BEFORE_THE_KNOB
+
+    config = {**BEFORE_THE_KNOB, **(row.get("config") or {})}  # knobs added since: the value older rows ran with
+    return json.dumps([row.get("stage_steps"), config, row.get("model_cache_key")], sort_keys=True, default=str)
+
+
+def _final_rate(row: dict, split: str, level: str) -> float:
+    items = _items(row["history"][-1], split, level)
+    return sum(items) / len(items) if items else float("nan")
+
+
+def fisher_comparison(rows: list[dict], choose_on: str = "dev", report_on: str = "test") -> list[dict]:
+    """Across the studies of one plan (same stages, config and build, so the same start and the same items): the
+    lambda > 0 each Fisher mode's rule picks on ``choose_on`` (the highest final accuracy on the first stage's level),
+    then sample - gold at those lambdas on ``report_on``, paired over the same items; and whether the lambda = 0 arms
+    of two studies reproduced each other item for item.
+
+    >>> h = lambda a, b: [{"stage": "start"}, {"stage": "basic", "splits": {s: {"per_item": a, "levels": "bbbb"}
+    ...     for s in ("dev", "test")}}, {"stage": "x", "splits": {s: {"per_item": b, "levels": "bbbb"}
+    ...     for s in ("dev", "test")}}]
+    >>> arm = lambda lam, f, b: {"lambda": lam, "fisher": f, "study_id": f, "stage_steps": {}, "config": {},
+    ...     "history": h("1111", b), "eval_splits": ["dev", "test"]}
+    >>> out = fisher_comparison([arm(0, "gold", "0000"), arm(5, "gold", "1100"), arm(0, "sample", "0000"),
+    ...                          arm(5, "sample", "1110")])[0]
+    >>> out["lambda"], out["difference"], out["no_ewc_same_items"]
+    ({'gold': 5, 'sample': 5}, 0.25, 1.0)
+    """
+    plans: dict[str, list[dict]] = {}
+    for r in rows:
+        if len(r.get("history") or []) >= 3:  # a start, the first stage and a later one
+            plans.setdefault(_plan(r), []).append(r)
+    out = []
+    for arms in plans.values():
+        first = arms[0]["history"][1]["stage"]
+        splits = set(arms[0].get("eval_splits") or [])
+        if not {choose_on, report_on} <= splits:
+            continue
+        chosen = {}
+        for fisher in ("gold", "sample"):
+            cands = [a for a in arms if a["lambda"] > 0 and a.get("fisher", "gold") == fisher]
+            if cands:
+                chosen[fisher] = max(cands, key=lambda a: _final_rate(a, choose_on, first))
+        if len(chosen) < 2:
+            continue
+        gold = _items(chosen["gold"]["history"][-1], report_on, first)
+        sample = _items(chosen["sample"]["history"][-1], report_on, first)
+        d, lo, hi = paired_difference(gold, sample)
+        entry = {"first_stage": first, "split": report_on, "n": len(gold),
+                 "lambda": {f: a["lambda"] for f, a in chosen.items()},
+                 "final": {f: _final_rate(a, report_on, first) for f, a in chosen.items()},
+                 "difference": d, "ci95": [lo, hi]}
+        bases = {a.get("study_id"): a for a in arms if a["lambda"] == 0}
+        if len(bases) >= 2:
+            x, y = list(bases.values())[:2]
+            sx, sy = x["history"][-1]["splits"][report_on], y["history"][-1]["splits"][report_on]
+            entry["no_ewc_same_items"] = sum(p == q for p, q in zip(sx["per_item"], sy["per_item"])) / \
+                len(sx["per_item"])
+        out.append(entry)
+    return out
