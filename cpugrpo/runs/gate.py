@@ -6,7 +6,7 @@ Used by the tuner (``tune.gate``) and by `cpugrpo gate` for one configuration (`
 
 from __future__ import annotations
 
-from ..core.config import TrainConfig
+from ..core.config import TINY_RECIPE, TrainConfig
 from . import analysis
 
 REFERENCE = analysis.GATE_REFERENCE  # (update precision, rollout precision) every candidate is gated against
@@ -14,14 +14,15 @@ REFERENCE = analysis.GATE_REFERENCE  # (update precision, rollout precision) eve
 
 def gate_config(opts, pair: tuple, threads: int | None) -> TrainConfig:
     """The gate's training run for ``pair`` (a gate key: the precision pair, then the optimizer when it is not the
-    default): the tiny preset, the gate's budget, everything else at its default."""
+    default): the tiny preset, the gate's budget, tiny's training recipe (``TINY_RECIPE``: the reward settings and KL
+    anchor chosen on dev, under which tiny learns), everything else at its default."""
     extra = {"optimizer": pair[2]} if len(pair) > 2 else {}
     if len(pair) > 3:
         extra["adapter"] = pair[3]
     return TrainConfig(model="tiny", threads=threads, update_precision=pair[0], rollout_precision=pair[1],
                        eval_n=opts.eval_n, eval_split="dev", max_completion_length=opts.max_completion_length,
                        learning_rate=opts.gate_learning_rate, batch_size=opts.gate_batch_size,
-                       num_generations=opts.num_generations, steps=opts.quality_steps, **extra)
+                       num_generations=opts.num_generations, steps=opts.quality_steps, **TINY_RECIPE, **extra)
 
 
 def gate_trial(opts, pair: tuple[str, str], threads: int | None, store, machine_id, budget_mb,
