@@ -135,3 +135,18 @@ def test_a_killed_sweep_leaves_no_trial_running(tiny_dir, tmp_path):
         for p in procs:
             if alive(p):
                 os.kill(p.pid, signal.SIGKILL)
+
+
+def test_a_stored_spec_without_a_preset_seed_reruns_its_own_build_and_keeps_its_key():
+    """Before ``preset_seed`` the seed chose the build: an old seed-1 spec trained build 1, so it still does, and a
+    new seed-1 spec on build 0 is another measurement (another key)."""
+    from cpugrpo.runs.trial import TrialSpec
+
+    old = TrialSpec(config={"model": "tiny", "seed": 1, "steps": 3}, measured_steps=2)
+    assert old.train_config().preset_seed == 1
+    same = TrialSpec(config={"model": "tiny", "seed": 1, "preset_seed": 1, "steps": 3}, measured_steps=2)
+    new = TrialSpec(config={"model": "tiny", "seed": 1, "preset_seed": 0, "steps": 3}, measured_steps=2)
+    assert old.key == same.key != new.key
+    zero = TrialSpec(config={"model": "tiny", "seed": 0, "steps": 3}, measured_steps=2)
+    assert zero.key == TrialSpec(config={"model": "tiny", "seed": 0, "preset_seed": 0, "steps": 3},
+                                 measured_steps=2).key

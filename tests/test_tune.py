@@ -243,3 +243,15 @@ def test_processes_multiply_the_memory_estimate():
     assert s.measure({"threads": 1, "processes": 1})["status"] == "ok"
     row = s.measure({"threads": 1, "processes": 2})  # two replicas of the weights: over a budget one fits in
     assert row["status"] == "skipped" and "over the" in row["reason"] and len(runs) == 1
+
+
+def test_the_tuner_measures_trls_reward_settings_not_tinys_training_recipe():
+    """Tune trials build their configs without tiny's recipe (no reference pass, the work every committed trial
+    measured); `cpugrpo train` on tiny resolves it."""
+    from cpugrpo.core.config import TINY_RECIPE, resolve_config
+    from cpugrpo.runs.tune import Searcher, TuneOptions
+
+    cfg = Searcher(TuneOptions(), None, "m", 10_000).config({"threads": 2})
+    assert (cfg.model, cfg.beta, cfg.format_reward_weight, cfg.scale_rewards) == ("tiny", 0.0, 0.25, "group")
+    trained, _ = resolve_config(None, {"threads": 2})
+    assert {k: getattr(trained, k) for k in TINY_RECIPE} == TINY_RECIPE

@@ -147,7 +147,9 @@ def cmd_curriculum(args) -> dict:
     if splits and any(s not in EVAL_SPLITS for s in splits):
         raise CurriculumError(f"--eval-splits {args.eval_splits!r}: use splits of {', '.join(EVAL_SPLITS)}, e.g. "
                               f"dev,test")
-    cfg, _ = resolve_config(args.config, {k: getattr(args, k, None) for k in _TRAIN_KEYS})
+    # without tiny's recipe: its KL anchor, refreshed at every stage, would itself hold the first stage's skill and
+    # confound EWC; the study keeps TRL's reward settings unless flags say otherwise
+    cfg, _ = resolve_config(args.config, {k: getattr(args, k, None) for k in _TRAIN_KEYS}, recipe=False)
     if cfg.processes > 1:
         raise CurriculumError(f"cpugrpo curriculum runs in one process (its stages and Fisher estimate are not "
                               f"data-parallel): drop --processes {cfg.processes}, or train with cpugrpo train")

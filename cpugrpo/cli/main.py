@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=600, help="number of held-out problems (balanced over difficulties)")
     p.add_argument("--precision", default="fp32", help="fp32, bf16 or int8")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out problem set")
+    p.add_argument("--preset-seed", type=int, default=0, help="seed of the tiny preset's build (as train's)")
     p.add_argument("--threads", type=int, help="intra-op threads (default: every usable CPU)")
     p.add_argument("--max-new-tokens", type=int, default=48, help="generation limit per answer")
     p.add_argument("--split", help="held-out half: test (default; reported numbers), dev (where choices are made) "

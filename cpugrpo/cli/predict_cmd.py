@@ -41,7 +41,7 @@ def _config(args, machine_id: str):
         if own.exists() or (model == "tiny" and (prof / "recommended.toml").exists()):
             file = own if own.exists() else prof / "recommended.toml"
             source = f"the machine's recommendation {file}"
-    cfg, origin = resolve_config(file, flags)
+    cfg, origin = resolve_config(file, flags, recipe=False)  # the work trials measured (no reference pass modelled)
     return cfg, source or "cpugrpo's defaults (with the model's contextual defaults)", origin
 
 

@@ -99,7 +99,7 @@ class TrainConfig:
     seed: int = knob(0, "seed of the training problems and the sampling (a training seed: the model stays the same)",
                      workload=True)
     preset_seed: int = knob(0, "seed of the tiny preset's build (the warm start itself: each seed is its own model)",
-                            before=0, workload=True)  # rows before it: preset seed = seed, 0 in every trial
+                            before_from="seed", workload=True)
     update_precision: str = knob("fp32", "precision of the policy update (bf16: weights in bf16, updates rounded to "
                                  "nearest; bf16-sr: weights in bf16, updates stochastically rounded)",
                                  choices=UPDATE_PRECISIONS, axis=2, lean="bf16-sr",
@@ -220,6 +220,20 @@ WORKLOAD_KEYS = tuple(n for n, k in KNOBS.items() if k.workload)           # the
 COLUMNS = {n: (k.column or n) for n, k in KNOBS.items()}                   # report column of each knob
 ALIASES = {k.column: n for n, k in KNOBS.items() if k.column}               # prompts_per_step -> batch_size
 BEFORE_THE_KNOB = {n: k.before for n, k in KNOBS.items() if k.before is not _UNSET}
+BEFORE_FROM = {n: k.before_from for n, k in KNOBS.items() if k.before_from}  # preset_seed -> seed
+RECIPE_KEYS = tuple(TINY_RECIPE)
+
+
+def fill_before(config: dict) -> dict:
+    """A stored config with every knob added since it was written at the value it ran with.
+
+    >>> fill_before({"seed": 2})["preset_seed"], fill_before({"seed": 2, "preset_seed": 0})["preset_seed"]
+    (2, 0)
+    """
+    out = {**BEFORE_THE_KNOB, **config}
+    for name, other in BEFORE_FROM.items():
+        out.setdefault(name, out.get(other, getattr(TrainConfig, other)))
+    return out
 
 
 def from_columns(point: dict, base: dict | None = None) -> dict:
@@ -241,9 +255,11 @@ def key_dict(cfg: TrainConfig, given=None) -> dict:
     adding a knob changes no stored trial's key. ``keyed_at_before`` knobs (rows were keyed with them before this
     rule) are left out only when ``given`` (the keys the stored spec spelled out) lacks them."""
     given = set(cfg.to_dict() if given is None else given)
-    return {k: v for k, v in cfg.to_dict().items()
+    d = cfg.to_dict()
+    return {k: v for k, v in d.items()
             if not (k in BEFORE_THE_KNOB and v == BEFORE_THE_KNOB[k] and (not KNOBS[k].keyed_at_before
-                                                                           or k not in given))}
+                                                                           or k not in given))
+            and not (k in BEFORE_FROM and v == d[BEFORE_FROM[k]])}
 
 
 def tuner_axes() -> list[tuple[str, Knob]]:
@@ -305,8 +321,10 @@ def load_toml(path: str | Path) -> dict:
     return {k: v for k, v in table.items() if not isinstance(v, dict)}
 
 
-def resolve_config(file: str | Path | None, flags: dict) -> tuple[TrainConfig, dict[str, str]]:
-    """defaults < file < flags. Returns the config and, per key that is not a default, where it came from."""
+def resolve_config(file: str | Path | None, flags: dict, recipe: bool = True) -> tuple[TrainConfig, dict[str, str]]:
+    """defaults < file < flags. Returns the config and, per key that is not a default, where it came from.
+    ``recipe=False``: without tiny's training recipe (``TINY_RECIPE``), for commands that measure the engine's work
+    as trials do (baseline, predict) or study something the recipe's KL anchor would confound (curriculum)."""
     cfg, origin = TrainConfig(), {}
     if file:
         values = load_toml(file)
@@ -315,15 +333,16 @@ def resolve_config(file: str | Path | None, flags: dict) -> tuple[TrainConfig, d
     flags = {k: v for k, v in flags.items() if v is not None}
     cfg = from_mapping(flags, cfg, "command-line flags")
     origin.update({k: "flag" for k in flags})
-    return with_context_defaults(cfg, origin)
+    return with_context_defaults(cfg, origin, recipe)
 
 
-def with_context_defaults(cfg: TrainConfig, origin: dict) -> tuple[TrainConfig, dict]:
+def with_context_defaults(cfg: TrainConfig, origin: dict, recipe: bool = True) -> tuple[TrainConfig, dict]:
     """Apply every knob's ``default_if`` to the knobs ``origin`` does not name (neither a file nor a flag set them);
-    ``origin`` gains "default for <knob>=<value>" for each. Returns the config and the origins."""
+    ``origin`` gains "default for <knob>=<value>" for each. ``recipe=False`` leaves tiny's training recipe out (the
+    tuner's trials measure TRL's reward settings, as every committed trial did). Returns the config and origins."""
     origin = dict(origin)
     for name, k in KNOBS.items():  # in declaration order, each seeing the ones before it
-        if name not in origin:
+        if name not in origin and (recipe or name not in RECIPE_KEYS):
             hit = next(((o, v, d) for o, v, d in k.default_if if getattr(cfg, o) == v), None)
             if hit is None:
                 continue

@@ -35,6 +35,8 @@ class Knob:
     before: Any = _UNSET           # the value rows written before the knob existed ran with; a trial's key leaves
                                    # the knob out at this value, so stored rows keep their keys (resume still works)
     keyed_at_before: bool = False  # ... except knobs whose rows were keyed with it before this rule (shared_prefix)
+    before_from: str = ""          # rows written before the knob existed ran with this other knob's value (the
+                                   # preset seed was the seed): a key leaves the knob out while the two are equal
     lean: Any = _UNSET             # the value a tuner starts from when the defaults do not fit the memory budget
     default_if: tuple = ()         # ((other knob, its value, this knob's default then), ...): a default that depends
                                    # on another knob's value, applied by ``resolve_config`` when neither a config

@@ -12,6 +12,7 @@ import html
 import statistics
 from pathlib import Path
 
+from ..core.config import fill_before
 from ..core.store import TrialStore
 from ..runs.study import fisher_comparison
 from .render import inline
@@ -37,7 +38,7 @@ RECIPE = ("model", "steps", "learning_rate", "batch_size", "num_iterations", "te
 
 
 def _recipe(row: dict) -> tuple:
-    cfg = row.get("config") or {}
+    cfg = fill_before(row.get("config") or {})  # knobs added since: the value older rows ran with
     return tuple(str(cfg.get(k)) for k in RECIPE) + (str(row.get("model_cache_key")),)
 
 

@@ -121,9 +121,8 @@ def baseline(opts: BaselineOptions, progress: bool = True) -> dict:
         print(f"no recommended config at {config}: comparing cpugrpo's defaults (run `cpugrpo tune` for this "
               f"machine's own)", file=sys.stderr)
         config = None
-    cfg, origin = resolve_config(config, {"model": opts.model, "batch_size": opts.batch_size})
-    if origin.get("beta", "").startswith("default for"):  # tiny's training recipe anchors to a reference model;
-        cfg = cfg.replace(beta=0.0)                        # a speed comparison with TRL's peers runs without one
+    # the engine's work, as the tuner measured it: TRL's reward settings, no KL anchor (TRL's peers run none)
+    cfg, _ = resolve_config(config, {"model": opts.model, "batch_size": opts.batch_size}, recipe=False)
     resolve_threads(cfg.threads)
     if cfg.beta > 0:  # TRL's peers would run no reference model: not the same work
         raise ConfigError(f"beta {cfg.beta} adds a reference-model pass the TRL peers do not run: compare with "

@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from ..core.config import BEFORE_THE_KNOB, FIELD_NAMES, from_mapping
+from ..core.config import FIELD_NAMES, fill_before, from_mapping
 from . import analysis
 from .predict import (
     DEFAULT_FIT,
@@ -53,7 +53,7 @@ def is_held_out(machine_id: str, key: str) -> bool:
 
 
 def row_config(row: dict):
-    c = {**BEFORE_THE_KNOB, **{k: v for k, v in row.get("config", {}).items() if k in FIELD_NAMES}}
+    c = fill_before({k: v for k, v in row.get("config", {}).items() if k in FIELD_NAMES})
     return from_mapping(c, origin=f"trial {row.get('trial_id')}")
 
 
@@ -77,6 +77,8 @@ def samples(results_dir: str | Path = "results", profiles_dir: str | Path = "pro
             if r.get("status") != "ok" or "wall_s" not in s:
                 continue
             cfg = row_config(r)
+            if cfg.beta > 0:  # a reference-model forward per step, which the model of a step does not have
+                continue
             if not cfg.threads:  # left to the default: every usable CPU, split over the ranks (runs/launch.py)
                 cfg = cfg.replace(threads=max(1, mach.usable // cfg.processes))
             mode = r.get("spec", {}).get("mode", "cpugrpo")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 
-from ..core.config import BEFORE_THE_KNOB, IDENTITY_KEYS, dump_toml
+from ..core.config import BEFORE_THE_KNOB, IDENTITY_KEYS, RECIPE_KEYS, dump_toml
 from . import analysis
 
-TUNED_KEYS = IDENTITY_KEYS  # every knob a trial's identity holds (core/config.py)
+# every knob a trial's identity holds (core/config.py), except tiny's training recipe (beta): never tuned, so a
+# recommendation leaves it to `cpugrpo train`'s own default rather than pinning the trials' value
+TUNED_KEYS = tuple(k for k in IDENTITY_KEYS if k not in RECIPE_KEYS)
 
 
 def file_name(model: str) -> str:

@@ -75,13 +75,18 @@ def record(out: dict, machine_id: str, environment: dict, results_dir: str | Non
     return store.path
 
 
+NOT_THE_PLAN = ("threads", "processes", "memory_budget_gb", "release_memory")  # how it ran, not what it trained
+
+
 def _plan(row: dict) -> str:
+    """What two studies must share to be paired: stages, the training config (knobs added since at the value older
+    rows ran with; the build is the model and its preset seed), not how many CPUs ran it."""
     import json
 
-    from ..core.config import BEFORE_THE_KNOB
+    from ..core.config import fill_before
 
-    config = {**BEFORE_THE_KNOB, **(row.get("config") or {})}  # knobs added since: the value older rows ran with
-    return json.dumps([row.get("stage_steps"), config, row.get("model_cache_key")], sort_keys=True, default=str)
+    config = {k: v for k, v in fill_before(row.get("config") or {}).items() if k not in NOT_THE_PLAN}
+    return json.dumps([row.get("stage_steps"), config], sort_keys=True, default=str)
 
 
 def _final_rate(row: dict, split: str, level: str) -> float:

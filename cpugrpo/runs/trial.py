@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..core.config import BEFORE_THE_KNOB, WORKLOAD_KEYS, TrainConfig, from_mapping, key_dict
+from ..core.config import WORKLOAD_KEYS, TrainConfig, fill_before, from_mapping, key_dict
 from ..core.paths import portable
 from ..hw.runtime import PARENT_PID_VAR, apply_threads, child_env, die_with_parent, resolve_threads
 from ..train.trl_peers import PEERS
@@ -68,7 +68,7 @@ class TrialSpec:
 
     def train_config(self) -> TrainConfig:
         """The config that runs; a knob missing from a stored spec takes the value rows ran with before it existed."""
-        c = {**BEFORE_THE_KNOB, **{k: v for k, v in self.config.items() if k != "steps"}}
+        c = fill_before({k: v for k, v in self.config.items() if k != "steps"})
         return from_mapping(c, origin="trial config").replace(steps=self.warmup_steps + self.measured_steps)
 
     @property

@@ -209,7 +209,7 @@ def start_point(n_usable: int, model: str = "tiny", budget_mb: float | None = No
     most 4, freed memory released at once), so the search starts from something that fits."""
     from ..train.memory import estimate_peak_mb, shape_of
 
-    d, _ = with_context_defaults(TrainConfig(model=model), {"model": "given"})
+    d, _ = with_context_defaults(TrainConfig(model=model), {"model": "given"}, recipe=False)
     start = {COLUMNS[name]: getattr(d, name) for name, _ in tuner_axes()}
     start.update({"threads": n_usable, "prompts_per_step": d.prompts_per_step})
     if budget_mb is None:
@@ -244,7 +244,7 @@ class Searcher:
         base, _ = with_context_defaults(TrainConfig(model=self.opts.model, num_generations=self.opts.num_generations,
                                                     max_completion_length=self.opts.max_completion_length),
                                         {"model": "given", "num_generations": "given",
-                                         "max_completion_length": "given"})
+                                         "max_completion_length": "given"}, recipe=False)
         return from_mapping(from_columns(point, base.to_dict()), base, origin="tuner point")
 
     def over_time(self) -> bool:

@@ -22,7 +22,8 @@ class EvalOptions:
     model: str = "tiny"          # --model: a preset, a model directory, or a run directory (its model/ is used)
     n: int = 600                 # --n: held-out problems, balanced over difficulties
     precision: str = "fp32"      # --precision of the answering model
-    seed: int = 0                # --seed of the held-out problem set (and of the tiny preset)
+    seed: int = 0                # --seed of the held-out problem set
+    preset_seed: int = 0         # --preset-seed: the tiny preset's build (train's knob of the same name)
     threads: int | None = None   # --threads; None: every usable CPU
     max_new_tokens: int = 48     # --max-new-tokens per answer
     split: str | None = None     # --split: dev | test | heldout (None: test; with --data, the whole file)
@@ -41,6 +42,7 @@ class EvalOptions:
         if self.data is not None:
             load_gsm8k_jsonl(self.data)  # a bad file is refused here, before any model is loaded
         at_least("--n", self.n, 3)
+        at_least("--preset-seed", self.preset_seed, 0)
         at_least("--max-new-tokens", self.max_new_tokens, 1)
         resolve_threads(self.threads)
         resolve(self.model)
@@ -73,7 +75,7 @@ def run_eval(opts: EvalOptions, progress: bool = True) -> dict:
                                      f"evaluate the whole file")
         problems = problems[:opts.n]
         source = {"data": os.path.basename(opts.data), "split": opts.split or "all", "problems": len(problems)}
-    loaded = models.load(opts.model, seed=opts.seed, progress=progress)
+    loaded = models.load(opts.model, seed=opts.preset_seed, progress=progress)
     r = evaluate(loaded.model, loaded.tokenizer, n=opts.n, seed=opts.seed, precision=opts.precision,
                  progress=progress, random_weights=loaded.random_weights, max_new_tokens=opts.max_new_tokens,
                  problems=problems, split=opts.split or "test")
