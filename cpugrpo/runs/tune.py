@@ -63,7 +63,8 @@ CPU_AXES = ("processes", "threads")  # share the usable CPUs: P x T <= n; both t
 # ~21 s per evaluation. The hyperparameters were chosen on the very held-out items the gate evaluates; that is fine
 # for a gate, which compares pairs trained alike from the same start, and says nothing about how well GRPO
 # generalizes. The interval covers the choice of items, not training-to-training variation, which the LOG entry
-# measures beside it.
+# measures beside it. Those measurements used TRL's reward settings; the gate now trains with tiny's recipe
+# (runs/gate.py), under which tiny learns on builds where TRL's settings did not (docs/LOG.md, 2026-12-04).
 GATE_STEPS = 200
 GATE_LEARNING_RATE = 3e-5
 GATE_BATCH_SIZE = 64
