@@ -185,3 +185,17 @@ def test_trl_settings_read_the_trainer_not_the_config():
     got = trl_settings(fake(0.0, None))
     assert got["reference"] == "none" and got["reward_funcs"] == ["trl_settings"]
     assert got["reward_weights"] == [1.0, 0.0]
+
+
+def test_two_recipes_on_the_same_items_are_paired_in_the_report():
+    from cpugrpo.report.quality import recipe_pairs
+
+    def row(cfg, after, split="test", t=0):
+        return {"model_cache_key": "b0", "seed": 0, "split": split, "per_item_before": "0000", "finished_at": t,
+                "per_item_after": after, "config": {"model": "tiny", "steps": 600, "learning_rate": 3e-5, **cfg}}
+
+    old, new = row({}, "1000", t=1), row({"beta": 0.04, "format_reward_weight": 0.0}, "1110", t=2)
+    lines = recipe_pairs([new, old, row({}, "1111", split="dev")])
+    assert len(lines) == 1  # the dev row has no partner of another recipe; same-recipe rows are not paired
+    assert lines[0].startswith("Same 4 test items, build b0, seed 0: [tiny, 600 steps, lr 3e-05, correctness reward "
+                               "alone, KL 0.04] - [tiny, 600 steps, lr 3e-05] +50.0 points [")

@@ -62,7 +62,7 @@ class TrainConfig:
 
     model: str = knob("tiny", "preset (tiny, small, qwen2-0.5b, qwen2-1.5b) or a local model directory",
                       identity=True, workload=True)
-    steps: int = knob(600, "GRPO steps")  # +10.2 points [+6.9, +13.4] on tiny (docs/LOG.md); 300 gave +2.8
+    steps: int = knob(600, "GRPO steps")  # chosen 2026-11-21 on dev and test together (docs/LOG.md)
     threads: int | None = knob(None, "intra-op threads (default: every usable CPU)", axis=0, identity=True,
                                workload=True, bench=True)
     processes: int = knob(1, "data-parallel processes (torch.distributed ranks over gloo), each with --threads "

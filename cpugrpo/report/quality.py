@@ -65,8 +65,10 @@ def training_lines(rows: list[dict]) -> list[str]:
     >>> line = training_lines([row(0, 0.10, 0.07), row(1, 0.12, 0.09)])[0]
     >>> line.split(": ")[0]
     'tiny, 600 steps, lr 3e-05, split test (600 problems)'
-    >>> line.split("; ")[1:]
-    ['seed 1 40.0% -> 52.0%, +12.0 points [+9.0, +15.0]', 'mean over 2 seeds +11.0 points (every interval above 0).']
+    >>> line.split("; ")[1]
+    'seed 1 40.0% -> 52.0%, +12.0 points [+9.0, +15.0]'
+    >>> line.split("; ")[2]
+    'mean over 2 seeds +11.0 points, t-interval over the seeds [-1.7, +23.7] (every interval above 0).'
     """
     if not rows:
         return ["No training run recorded here: `cpugrpo train --seeds 0,1,2` writes one row per seed."]
@@ -86,11 +88,52 @@ def training_lines(rows: list[dict]) -> list[str]:
         tail = ""
         if len(rs) > 1:
             above = all(r["change"]["ci95"][0] > 0 for r in rs)
-            tail = (f"; mean over {len(rs)} seeds {_pts(statistics.fmean(diffs))} points ("
+            lo, hi = mean_interval(diffs)
+            tail = (f"; mean over {len(rs)} seeds {_pts(statistics.fmean(diffs))} points, t-interval over the seeds "
+                    f"[{_pts(lo)}, {_pts(hi)}] ("
                     + ("every interval above 0" if above else "not every interval above 0") + ")")
         role = "" if split == "test" else " (where choices are made: not a result)" if split == "dev" else ""
         out.append(f"{head}, split {split}{role} ({n} problems): " + "; ".join(parts) + tail + ".")
     return out
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """95% Student-t interval of the mean over seeds (run-to-run noise, which a paired item interval does not cover).
+    Two seeds 0.10 and 0.12: mean 0.11, sd 0.0141, t(0.975, 1) = 12.71, half-width 0.127 (the training_lines example).
+
+    >>> [round(x, 3) for x in mean_interval([0.045, 0.035, 0.0317])]
+    [0.02, 0.054]
+    """
+    from scipy import stats
+
+    m, n = statistics.fmean(values), len(values)
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / n ** 0.5
+    return float(m - half), float(m + half)
+
+
+def recipe_pairs(rows: list[dict]) -> list[str]:
+    """Two recipes evaluated on the very same items from the very same start (same build, seed, split and
+    before-string): their after-accuracies paired, later recipe minus earlier."""
+    from ..core.stats import paired_difference
+
+    seen: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("per_item_before") and r.get("per_item_after"):
+            seen.setdefault((r.get("model_cache_key"), r.get("seed"), r.get("split"), r["per_item_before"]),
+                            []).append(r)
+    out = []
+    for (build, seed, split, items), rs in seen.items():
+        rs = sorted(rs, key=lambda r: r.get("finished_at") or 0)
+        for a, b in zip(rs, rs[1:]):
+            if _recipe(a) == _recipe(b):
+                continue
+            d, lo, hi = paired_difference([c == "1" for c in a["per_item_after"]],
+                                          [c == "1" for c in b["per_item_after"]])
+            role = " (dev: where choices are made, not a result)" if split == "dev" else ""
+            out.append(f"Same {len(items)} {split} items{role}, build {build}, seed {seed}: "
+                       f"[{_head(b.get('config') or {}, None)}] - [{_head(a.get('config') or {}, None)}] "
+                       f"{_pts(d)} points [{_pts(lo)}, {_pts(hi)}] after training, paired.")
+    return [x for x in out if " test items" in x]  # dev pairs are the choices README and LOG already list
 
 
 def curriculum_lines(rows: list[dict]) -> list[str]:
@@ -137,7 +180,7 @@ def gather(results_dir: str | Path, machine_id: str) -> dict:
     base = Path(results_dir) / machine_id
     training, _ = TrialStore(base / "training.jsonl").rows()
     curriculum, _ = TrialStore(base / "curriculum.jsonl").rows()
-    return {"training": training_lines(training), "curriculum": curriculum_lines(curriculum)}
+    return {"training": training_lines(training) + recipe_pairs(training), "curriculum": curriculum_lines(curriculum)}
 
 
 def section_markdown(data: dict | None) -> list[str]:

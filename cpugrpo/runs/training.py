@@ -126,7 +126,8 @@ def run_seeds(argv: list[str], seeds: list[int], run_dir: str, json_out: bool) -
     from ..hw.runtime import PARENT_PID_VAR
 
     runs, failures = [], []
-    group = f"seeds-{int(time.time())}"  # in every row of this invocation (GROUP_ENV), so its seeds can be found
+    # in every row of this invocation (GROUP_ENV), so its seeds can be found; the pid tells apart two started at once
+    group = f"seeds-{int(time.time())}-{os.getpid()}"
     for i, seed in enumerate(seeds):
         cmd = [sys.executable, "-m", "cpugrpo.cli.main", "train", *argv, "--seed", str(seed), "--json",
                "--run-dir", os.path.join(run_dir, f"seed-{seed}")]

@@ -64,7 +64,7 @@ CPU_AXES = ("processes", "threads")  # share the usable CPUs: P x T <= n; both t
 # for a gate, which compares pairs trained alike from the same start, and says nothing about how well GRPO
 # generalizes. The interval covers the choice of items, not training-to-training variation, which the LOG entry
 # measures beside it. Those measurements used TRL's reward settings; the gate now trains with tiny's recipe
-# (runs/gate.py), under which tiny learns on builds where TRL's settings did not (docs/LOG.md, 2026-12-04).
+# (runs/gate.py), chosen on dev for tiny's training (docs/LOG.md, 2026-12-04).
 GATE_STEPS = 200
 GATE_LEARNING_RATE = 3e-5
 GATE_BATCH_SIZE = 64
