@@ -112,28 +112,27 @@ def mean_interval(values: list[float]) -> tuple[float, float]:
 
 
 def recipe_pairs(rows: list[dict]) -> list[str]:
-    """Two recipes evaluated on the very same items from the very same start (same build, seed, split and
-    before-string): their after-accuracies paired, later recipe minus earlier."""
+    """Two recipes evaluated on the very same test items from the very same start (same build, seed and
+    before-string): their after-accuracies paired, later recipe minus earlier. Dev pairs are left out: they are the
+    choices README and LOG already list."""
     from ..core.stats import paired_difference
 
     seen: dict[tuple, list[dict]] = {}
     for r in rows:
-        if r.get("per_item_before") and r.get("per_item_after"):
-            seen.setdefault((r.get("model_cache_key"), r.get("seed"), r.get("split"), r["per_item_before"]),
-                            []).append(r)
+        if r.get("split") == "test" and r.get("per_item_before") and r.get("per_item_after"):
+            seen.setdefault((r.get("model_cache_key"), r.get("seed"), r["per_item_before"]), []).append(r)
     out = []
-    for (build, seed, split, items), rs in seen.items():
+    for (build, seed, items), rs in seen.items():
         rs = sorted(rs, key=lambda r: r.get("finished_at") or 0)
         for a, b in zip(rs, rs[1:]):
             if _recipe(a) == _recipe(b):
                 continue
             d, lo, hi = paired_difference([c == "1" for c in a["per_item_after"]],
                                           [c == "1" for c in b["per_item_after"]])
-            role = " (dev: where choices are made, not a result)" if split == "dev" else ""
-            out.append(f"Same {len(items)} {split} items{role}, build {build}, seed {seed}: "
+            out.append(f"Same {len(items)} test items, build {build}, seed {seed}: "
                        f"[{_head(b.get('config') or {}, None)}] - [{_head(a.get('config') or {}, None)}] "
                        f"{_pts(d)} points [{_pts(lo)}, {_pts(hi)}] after training, paired.")
-    return [x for x in out if " test items" in x]  # dev pairs are the choices README and LOG already list
+    return out
 
 
 def curriculum_lines(rows: list[dict]) -> list[str]:
